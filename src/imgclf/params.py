@@ -1,0 +1,216 @@
+"""Typed, strict view of params.yaml: one frozen pydantic model per section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from imgclf.errors import ImgclfError
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+
+# Names the registries in imgclf.model accept; tests/unit/test_params.py keeps them in step.
+ARCHITECTURE_NAMES = ("seed_cnn", "resnet_small")
+LOSS_NAMES = ("categorical_crossentropy", "focal")
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULE_NAMES = ("constant", "cosine", "exponential")
+
+
+class ParamsError(ImgclfError, ValueError):
+    """params.yaml is missing, unreadable or holds a value outside what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class DataParams(_Section):
+    source: Literal["cifar10", "folder", "synthetic"] = Field(
+        "cifar10", description="Where images come from: cifar10, folder or synthetic."
+    )
+    url: str = Field(CIFAR10_URL, description="CIFAR-10 python tarball URL (http, https, file).")
+    md5: str = Field(CIFAR10_MD5, pattern=r"^[0-9a-f]{32}$", description="MD5 of data.url.")
+    path: str | None = Field(
+        None, description="folder source: a directory or .tar.gz/.zip of train/<class>/*."
+    )
+    image_size: int | None = Field(
+        None, ge=8, le=512, description="folder source: resize every image to this square side."
+    )
+    synthetic_train_size: int = Field(
+        2000, ge=20, le=200_000, description="synthetic source: training images drawn."
+    )
+    synthetic_test_size: int = Field(
+        500, ge=10, le=50_000, description="synthetic source: test images drawn."
+    )
+    seed: int = Field(0, ge=0, description="Seed for the synthetic drawing.")
+
+    @model_validator(mode="after")
+    def _folder_needs_path(self) -> DataParams:
+        if self.source == "folder" and not self.path:
+            raise ValueError(
+                "data.source is 'folder' but data.path is empty: set data.path to a directory "
+                "or .tar.gz/.zip holding train/<class>/*"
+            )
+        return self
+
+
+class PreprocessParams(_Section):
+    val_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="Share of train held out as val (stratified)."
+    )
+    test_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="Share carved as test when the source has none."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the stratified splits.")
+
+
+class ValidateParams(_Section):
+    min_rows: int = Field(100, ge=1, description="Fewest images the data set may hold.")
+    max_imbalance_ratio: float = Field(
+        10.0, ge=1.0, description="Largest over smallest train class count allowed."
+    )
+
+
+class AugmentParams(_Section):
+    copies: int = Field(0, ge=0, le=20, description="Augmented copies added per train image.")
+    flip: bool = Field(True, description="Random horizontal flip.")
+    rotation_degrees: float = Field(10.0, ge=0, le=180, description="Max rotation either way.")
+    translate_fraction: float = Field(
+        0.1, ge=0, le=0.5, description="Max shift as a fraction of the side."
+    )
+    crop_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Max share of the side cut away by a random crop."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the augmentation draws.")
+
+
+class ModelParams(_Section):
+    arch: Literal[ARCHITECTURE_NAMES] = Field(  # type: ignore[valid-type]
+        "resnet_small", description="Architecture name."
+    )
+    width: int = Field(32, ge=4, le=512, description="resnet_small: channels of the first stage.")
+
+
+class LossParams(_Section):
+    name: Literal[LOSS_NAMES] = Field(  # type: ignore[valid-type]
+        "categorical_crossentropy", description="Loss name."
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing factor.")
+    focal_gamma: float = Field(2.0, ge=0, le=10, description="focal: focusing parameter.")
+    focal_alpha: float = Field(0.25, gt=0, le=1, description="focal: class balance weight.")
+
+
+class RegParams(_Section):
+    l1: float = Field(0.0, ge=0, le=1, description="L1 penalty on kernels.")
+    l2: float = Field(0.0, ge=0, le=1, description="L2 penalty on kernels.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
+
+
+class OptimizerParams(_Section):
+    name: Literal[OPTIMIZER_NAMES] = Field("adam", description="Optimizer name.")  # type: ignore[valid-type]
+    lr: float = Field(1e-3, gt=0, le=10, description="Peak learning rate.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd/rmsprop momentum.")
+    nesterov: bool = Field(False, description="sgd: Nesterov momentum.")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="Decoupled weight decay.")
+    schedule: Literal[SCHEDULE_NAMES] = Field(  # type: ignore[valid-type]
+        "constant", description="Learning-rate schedule."
+    )
+    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up length in epochs.")
+    decay_rate: float = Field(
+        0.9, gt=0, le=1, description="exponential: multiplier applied per epoch."
+    )
+
+
+class TrainParams(_Section):
+    epochs: int = Field(10, ge=1, le=10_000, description="Passes over the training set.")
+    batch_size: int = Field(64, ge=1, le=65_536, description="Images per step.")
+    seed: int = Field(0, ge=0, description="Seed of weights, shuffling and dropout.")
+
+
+class MlflowParams(_Section):
+    experiment_name: str = Field("imgclf", min_length=1, description="MLflow experiment.")
+    registered_model: str = Field("imgclf", min_length=1, description="Registry model name.")
+    log_model: bool = Field(True, description="Log the model with its signature to the run.")
+
+
+class PromoteParams(_Section):
+    min_accuracy: float = Field(0.5, ge=0, le=1, description="Accuracy a champion needs.")
+    min_gain: float = Field(0.0, ge=0, le=1, description="Accuracy gain over the champion.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired test.")
+
+
+class Params(_Section):
+    data: DataParams = DataParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    augment: AugmentParams = AugmentParams()
+    model: ModelParams = ModelParams()
+    loss: LossParams = LossParams()
+    reg: RegParams = RegParams()
+    optimizer: OptimizerParams = OptimizerParams()
+    train: TrainParams = TrainParams()
+    mlflow: MlflowParams = MlflowParams()
+    promote: PromoteParams = PromoteParams()
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, protected_namespaces=()
+    )
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> Params:
+        if self.optimizer.warmup_epochs >= self.train.epochs:
+            raise ValueError(
+                f"optimizer.warmup_epochs ({self.optimizer.warmup_epochs}) must be shorter than "
+                f"train.epochs ({self.train.epochs})"
+            )
+        return self
+
+
+def _format_error(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    location = location.replace("validate_", "validate")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see params.yaml for the valid keys)"
+    value = error.get("input")
+    # A cross-field error carries the whole section as input; its message already names values.
+    got = "" if error["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
+    return f"  {location or '<top>'}: {message}{got}"
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a parsed params mapping, raising ParamsError that names every bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        lines = [_format_error(item) for item in error.errors()]
+        raise ParamsError(f"{source} is invalid:\n" + "\n".join(lines)) from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate params.yaml; the only reader of that file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: run from the project root or pass --params") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    return parse_params(raw, str(path))
+
+
+def flatten_params(params: Params) -> dict[str, Any]:
+    """All params as dotted keys (reg.l2), the way DVC and MLflow name them."""
+    flat: dict[str, Any] = {}
+    for section, values in params.model_dump(by_alias=True).items():
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value
+    return flat

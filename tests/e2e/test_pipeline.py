@@ -1,0 +1,125 @@
+"""End to end: the real dvc and mlflow on tiny synthetic data in a throw-away git repository."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from support.project import TINY_PARAMS, make_project, run
+
+pytestmark = pytest.mark.slow
+
+STAGES = ("download", "preprocess", "validate", "augment", "train", "evaluate")
+
+
+def _declared_outputs(project: Path) -> list[Path]:
+    stages = yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    paths = []
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                paths.append(project / (entry if isinstance(entry, str) else next(iter(entry))))
+    return paths
+
+
+def _ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([\w-]+)'", output))
+
+
+def _runs(project: Path) -> list:
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["imgclf"], output_format="list")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = make_project(tmp_path_factory.mktemp("project"), TINY_PARAMS)
+    result = run(["dvc", "repro"], path)
+    assert _ran_stages(result.stdout) == set(STAGES), result.stdout
+    return path
+
+
+def test_repro_creates_every_declared_output(project: Path) -> None:
+    outputs = _declared_outputs(project)
+    assert len(outputs) >= 12
+    missing = [str(path.relative_to(project)) for path in outputs if not path.exists()]
+    assert missing == []
+    evaluation = json.loads((project / "reports/metrics/eval.json").read_text())
+    assert {"accuracy", "macro_f1", "loss", "per_class_accuracy"} <= evaluation.keys()
+    # Ten balanced synthetic classes: one tiny epoch must still clearly beat chance (0.1).
+    assert evaluation["accuracy"] > 0.2
+    training = json.loads((project / "reports/metrics/train.json").read_text())
+    assert training["epochs"] == 1 and training["train_seconds"] > 0
+    assert training["mlflow_run_id"] == evaluation["mlflow_run_id"]
+
+
+def test_repro_run_is_recorded_in_the_project_store(project: Path) -> None:
+    runs = _runs(project)
+    assert len(runs) == 1
+    recorded = runs[0]
+    assert recorded.info.status == "FINISHED"
+    assert recorded.data.params["data.source"] == "synthetic"
+    assert recorded.data.tags["data.validation"] == "passed"
+    assert recorded.data.tags["device"] == "CPU"
+    assert "test_accuracy" in recorded.data.metrics and "val_accuracy" in recorded.data.metrics
+    history = mlflow.MlflowClient().get_metric_history(recorded.info.run_id, "val_accuracy")
+    assert [point.step for point in history] == [1]
+
+
+def test_second_repro_runs_no_stage(project: Path) -> None:
+    result = run(["dvc", "repro"], project)
+    assert _ran_stages(result.stdout) == set()
+    status = run(["dvc", "status"], project)
+    assert "up to date" in status.stdout
+
+
+def test_exp_run_reruns_train_and_evaluate_only(project: Path) -> None:
+    before = {run_.info.run_id for run_ in _runs(project)}
+    result = run(["dvc", "exp", "run", "-S", "reg.l2=1e-4"], project)
+    assert _ran_stages(result.stdout) == {"train", "evaluate"}
+    name = re.search(r"Ran experiment\(s\): ([\w-]+)", result.stdout).group(1)
+    new = [run_ for run_ in _runs(project) if run_.info.run_id not in before]
+    assert len(new) == 1
+    assert new[0].info.run_name == name
+    assert new[0].data.params["reg.l2"] == "0.0001"
+    assert new[0].data.tags["dvc.exp_name"] == name
+    assert new[0].info.status == "FINISHED"
+
+
+def _wait_for_queue(project: Path, timeout_seconds: float = 420) -> str:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            return status
+        time.sleep(3)
+    raise AssertionError(f"queue still busy after {timeout_seconds} s:\n{status}")
+
+
+def test_queued_experiment_lands_in_the_project_store(project: Path) -> None:
+    before = {run_.info.run_id for run_ in _runs(project)}
+    run(["dvc", "exp", "run", "--queue", "-S", "reg.l2=0.001", "--name", "queued-l2"], project)
+    run(["dvc", "queue", "start"], project)
+    status = _wait_for_queue(project)
+    assert "Success" in status and "Failed" not in status, status
+    new = [run_ for run_ in _runs(project) if run_.info.run_id not in before]
+    assert [run_.info.run_name for run_ in new] == ["queued-l2"]
+    assert new[0].data.params["reg.l2"] == "0.001"
+    assert new[0].info.status == "FINISHED"
+    # Nothing may have been written to a store inside the temporary workspace.
+    assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_exp_show_lists_the_experiments(project: Path) -> None:
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    text = json.dumps(shown)
+    assert "queued-l2" in text
+    assert text.count('"reg.l2"') >= 1 or "reg" in text
+    eval_accuracies = re.findall(r'"accuracy": ([0-9.]+)', text)
+    assert len(eval_accuracies) >= 3

@@ -1,0 +1,85 @@
+"""A throw-away git + DVC copy of this repository for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _project_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    # Tests and CI scripts are not part of the pipeline a user clones and runs.
+    return [name for name in listed if not name.startswith(("tests/", ".ci/", ".github/"))]
+
+
+def pipeline_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a user has after `source .venv/bin/activate`, offline, no server."""
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("DVC_", "MLFLOW_"))
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.update(extra or {})
+    return env
+
+
+def make_project(destination: Path, params_overrides: dict[str, dict]) -> Path:
+    """Copy the pipeline into destination, apply params overrides, git init and commit."""
+    for name in _project_files():
+        source = REPO_ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    params_path = destination / "params.yaml"
+    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    for section, values in params_overrides.items():
+        params[section].update(values)
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "test@example.invalid"],
+        ["git", "config", "user.name", "imgclf tests"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "pipeline under test"],
+    ):
+        subprocess.run(command, cwd=destination, check=True, capture_output=True)
+    return destination
+
+
+def run(
+    command: list[str], cwd: Path, timeout: float = 600, **env: str
+) -> subprocess.CompletedProcess:
+    """Run a command in the project, failing the test with its output when it fails."""
+    result = subprocess.run(
+        command, cwd=cwd, env=pipeline_env(env), capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} exited {result.returncode}\n"
+            f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+# Small enough that the whole pipeline runs in well under a minute on two cores.
+TINY_PARAMS = {
+    "data": {"source": "synthetic", "synthetic_train_size": 600, "synthetic_test_size": 200},
+    "model": {"width": 8},
+    "train": {"epochs": 1, "batch_size": 32},
+    # Adam at a constant rate learns the synthetic shapes within one short epoch.
+    "optimizer": {"name": "adam", "lr": 0.002, "schedule": "constant", "warmup_epochs": 0.0},
+}
