@@ -27,6 +27,7 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	$(BIN)/actionlint
 
 format: install
 	$(BIN)/ruff format src tests

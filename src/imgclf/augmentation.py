@@ -27,7 +27,7 @@ class AffineDraw:
 
 def draw_affine(
     count: int,
-    image_side: int,
+    image_size: tuple[int, int],
     rng: np.random.Generator,
     *,
     flip: bool,
@@ -38,8 +38,9 @@ def draw_affine(
     """Draw one random flip/rotation/translation/crop per image."""
     scale = rng.uniform(1.0 - crop_fraction, 1.0, size=count)
     # A crop keeps a window of side `scale`; it may sit anywhere inside the image.
-    crop_room = (1.0 - scale) / 2.0 * image_side
-    shift = rng.uniform(-1.0, 1.0, size=(2, count)) * (translate_fraction * image_side + crop_room)
+    sides = np.array(image_size, dtype=np.float64)[:, None]  # (height, width) as a column
+    crop_room = (1.0 - scale) / 2.0 * sides
+    shift = rng.uniform(-1.0, 1.0, size=(2, count)) * (translate_fraction * sides + crop_room)
     return AffineDraw(
         flip=rng.random(count) < 0.5 if flip else np.zeros(count, dtype=bool),
         angle_radians=np.deg2rad(rng.uniform(-rotation_degrees, rotation_degrees, size=count)),
@@ -112,7 +113,7 @@ def augment_copies(
     for _ in range(copies):
         draw = draw_affine(
             len(images),
-            images.shape[1],
+            images.shape[1:3],
             rng,
             flip=flip,
             rotation_degrees=rotation_degrees,

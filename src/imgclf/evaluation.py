@@ -32,7 +32,8 @@ def classification_metrics(
     f1 = np.divide(
         2 * precision * recall, denominator, out=np.zeros(num_classes), where=denominator > 0
     )
-    present = support > 0
+    # Like scikit-learn: a class counts when it occurs in the labels or in the predictions.
+    present = (support > 0) | (predicted_count > 0)
     # Clipped so one confident mistake costs a large but finite amount, as Keras does.
     picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
     return {

@@ -8,10 +8,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+# The official locations and checksums live with their readers; params resolves a null to them.
+from imgclf.data.cifar10 import CIFAR10_MD5, CIFAR10_URL
+from imgclf.data.idx import FASHION_MNIST_URL
 from imgclf.errors import ImgclfError
-
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 # Names the registries in imgclf.model accept; tests/unit/test_params.py keeps them in step.
 ARCHITECTURE_NAMES = ("seed_cnn", "resnet_small")
@@ -29,11 +29,20 @@ class _Section(BaseModel):
 
 
 class DataParams(_Section):
-    source: Literal["cifar10", "folder", "synthetic"] = Field(
-        "cifar10", description="Where images come from: cifar10, folder or synthetic."
+    source: Literal["cifar10", "fashion_mnist", "folder", "synthetic"] = Field(
+        "cifar10", description="Where images come from: cifar10, fashion_mnist, folder, synthetic."
     )
-    url: str = Field(CIFAR10_URL, description="CIFAR-10 python tarball URL (http, https, file).")
-    md5: str = Field(CIFAR10_MD5, pattern=r"^[0-9a-f]{32}$", description="MD5 of data.url.")
+    url: str | None = Field(
+        None,
+        description="cifar10: the tarball; fashion_mnist: the folder of its four .gz files "
+        "(http, https, file). null: the source's official location.",
+    )
+    md5: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="cifar10: MD5 of data.url (null: the official tarball's). fashion_mnist "
+        "checks each file against the official checksums fixed in code and takes none.",
+    )
     path: str | None = Field(
         None, description="folder source: a directory or .tar.gz/.zip of train/<class>/*."
     )
@@ -46,16 +55,41 @@ class DataParams(_Section):
     synthetic_test_size: int = Field(
         500, ge=10, le=50_000, description="synthetic source: test images drawn."
     )
-    seed: int = Field(0, ge=0, description="Seed for the synthetic drawing.")
+    max_train_images: int | None = Field(
+        None, ge=10, description="Keep a seeded, stratified subset of this many train images."
+    )
+    max_test_images: int | None = Field(
+        None, ge=10, description="Keep a seeded, stratified subset of this many test images."
+    )
+    seed: int = Field(0, ge=0, description="Seed for the synthetic drawing and the subsets.")
 
     @model_validator(mode="after")
-    def _folder_needs_path(self) -> DataParams:
+    def _source_settings_fit(self) -> DataParams:
         if self.source == "folder" and not self.path:
             raise ValueError(
                 "data.source is 'folder' but data.path is empty: set data.path to a directory "
                 "or .tar.gz/.zip holding train/<class>/*"
             )
+        if self.source == "fashion_mnist" and self.md5 is not None:
+            raise ValueError(
+                "data.md5 must be null with data.source 'fashion_mnist': its four files are "
+                "checked against the official per-file checksums fixed in code"
+            )
+        if self.source == "fashion_mnist" and self.url and self.url.endswith(".gz"):
+            raise ValueError(
+                f"data.url {self.url!r} names a file, but fashion_mnist needs the folder that "
+                "holds its four .gz files (such as file:///usr/share/datasets/fashion-mnist/)"
+            )
         return self
+
+    def source_url(self) -> str | None:
+        """data.url, or the source's official location when it is null (None: no URL used)."""
+        official = {"cifar10": CIFAR10_URL, "fashion_mnist": FASHION_MNIST_URL}
+        return self.url or official.get(self.source)
+
+    def source_md5(self) -> str | None:
+        """cifar10: data.md5, or the official tarball's when it is null; None otherwise."""
+        return (self.md5 or CIFAR10_MD5) if self.source == "cifar10" else None
 
 
 class PreprocessParams(_Section):

@@ -49,18 +49,56 @@ def default_artifact_location(environ: Mapping[str, str], project_root: Path) ->
     return (project_root / "mlruns" / "artifacts").as_uri()
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive file lock, so parallel queue workers create the store only once."""
+    import fcntl
+
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_server(tracking_uri: str, timeout_seconds: float = 10.0) -> None:
+    """Fail in seconds on a server that is down: MLflow's own retries take minutes."""
+    import urllib.error
+    import urllib.request
+
+    health = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout_seconds):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a proxy or auth layer may guard /health, but the server is up
+    except (OSError, ValueError) as error:
+        raise TrackingError(
+            f"cannot reach the MLflow tracking server at {tracking_uri} ({error}).\n"
+            "Start it, fix MLFLOW_TRACKING_URI, or unset it to use the project's mlruns/ store."
+        ) from error
+
+
 def connect(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> str:
     """Point MLflow at the store, fail fast if it is unusable, and return the experiment id."""
     import mlflow
 
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if tracking_uri.startswith(("http://", "https://")):
+        _check_server(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
+    guard: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        # The first connection creates the tables; two workers doing that at once collide.
+        guard = _exclusive(database.with_name(database.name + ".lock"))
     try:
-        experiment = mlflow.get_experiment_by_name(experiment_name)
-        if experiment is not None:
-            return experiment.experiment_id
-        return mlflow.create_experiment(experiment_name, artifact_location=artifact_location)
+        with guard:
+            experiment = mlflow.get_experiment_by_name(experiment_name)
+            if experiment is not None:
+                return experiment.experiment_id
+            return mlflow.create_experiment(experiment_name, artifact_location=artifact_location)
     except Exception as error:  # MLflow raises many types for an unreachable store
         raise TrackingError(
             f"cannot use the MLflow store at {tracking_uri}: {error}\n"

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 
 def make_dataset(
@@ -17,8 +16,20 @@ def make_dataset(
     batch_size: int,
     *,
     shuffle_seed: int | None,
-) -> tf.data.Dataset:
-    """Batches of (uint8 images, one-hot float labels), shuffled each epoch when seeded."""
+):
+    """Batches of (uint8 images, one-hot float labels), reshuffled every epoch when seeded.
+
+    tf.data under the TensorFlow backend; a NumPy-fed PyDataset elsewhere (JAX), so the
+    training core runs on machines that have no TensorFlow at all.
+    """
+    if keras.backend.backend() == "tensorflow":
+        return _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed)
+    return ArrayBatches(images, labels, num_classes, batch_size, shuffle_seed=shuffle_seed)
+
+
+def _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed):
+    import tensorflow as tf
+
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -27,6 +38,38 @@ def make_dataset(
         lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Batches cut from in-memory arrays, in a seeded order drawn anew each epoch."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        num_classes: int,
+        batch_size: int,
+        *,
+        shuffle_seed: int | None,
+    ) -> None:
+        super().__init__()
+        self.images, self.labels = images, labels
+        self.num_classes, self.batch_size = num_classes, batch_size
+        self._rng = None if shuffle_seed is None else np.random.default_rng(shuffle_seed)
+        self._order = np.arange(len(images))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        chosen = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        one_hot = np.eye(self.num_classes, dtype=np.float32)[self.labels[chosen]]
+        return self.images[chosen], one_hot
+
+    def on_epoch_end(self) -> None:
+        if self._rng is not None:
+            self._rng.shuffle(self._order)
 
 
 def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
@@ -68,8 +111,8 @@ class TrainingResult:
 
 def fit_model(
     model: keras.Model,
-    train: tf.data.Dataset,
-    val: tf.data.Dataset,
+    train,
+    val,
     *,
     loss: keras.losses.Loss,
     optimizer: keras.optimizers.Optimizer,

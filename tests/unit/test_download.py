@@ -120,7 +120,11 @@ def test_valid_cache_copy_is_used_without_network(payload, tmp_path: Path) -> No
         destination,
         md5,
         partial_dir=tmp_path / "part",
-        cache_dirs=[tmp_path / "missing", stale_cache, good_cache],
+        cached_copies=[
+            tmp_path / "missing" / FILE_NAME,
+            stale_cache / FILE_NAME,
+            good_cache / FILE_NAME,
+        ],
         progress=False,
     )
     assert destination.read_bytes() == data

@@ -63,7 +63,7 @@ def fetch_verified(
     md5: str,
     *,
     partial_dir: Path,
-    cache_dirs: Sequence[Path] = (),
+    cached_copies: Sequence[Path] = (),
     timeout_seconds: float = 15.0,
     retries: int = 3,
     progress: bool = True,
@@ -71,8 +71,8 @@ def fetch_verified(
     """Make `destination` hold the file at `url` with the given md5, downloading only if needed.
 
     Args:
-        cache_dirs: folders (such as the Keras cache) that may already hold the file under the
-            URL's base name; a copy there with the right md5 is used instead of the network.
+        cached_copies: files that may already hold the same bytes (such as the Keras cache's
+            copy); the first one with the right md5 is used instead of the network.
         partial_dir: where the incomplete download lives, so that a later run resumes it.
     """
     scheme = _check_scheme(url)
@@ -80,7 +80,7 @@ def fetch_verified(
     if destination.is_file() and md5_of(destination) == expected:
         return destination
     name = _basename_of(url)
-    cached = _find_in_caches(cache_dirs, name, expected)
+    cached = _first_valid_copy(cached_copies, expected)
     if cached is not None:
         _copy_atomically(cached, destination)
         return destination
@@ -124,10 +124,9 @@ def _basename_of(url: str) -> str:
     return name
 
 
-def _find_in_caches(cache_dirs: Sequence[Path], name: str, expected_md5: str) -> Path | None:
-    """Return the first `cache_dir / name` whose md5 matches, or None."""
-    for cache_dir in cache_dirs:
-        candidate = Path(cache_dir) / name
+def _first_valid_copy(candidates: Sequence[Path], expected_md5: str) -> Path | None:
+    """Return the first existing candidate file whose md5 matches, or None."""
+    for candidate in candidates:
         if candidate.is_file() and md5_of(candidate) == expected_md5:
             return candidate
     return None

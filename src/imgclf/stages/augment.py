@@ -73,7 +73,7 @@ def _augment(args: argparse.Namespace, params: Params) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = stage_parser("Write originals plus augmented copies of the training split.")
+    parser = stage_parser("augment", "Write originals plus augmented copies of the training split.")
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--validation", type=Path, required=True, help="validate result.json")
     parser.add_argument("--out", type=Path, required=True)

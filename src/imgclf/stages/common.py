@@ -14,9 +14,9 @@ from imgclf.params import Params, ParamsError, load_params
 EXIT_BAD_INPUT = 2
 
 
-def stage_parser(description: str) -> argparse.ArgumentParser:
+def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
     """A parser with the --params option every stage takes."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=f"imgclf {stage}", description=description)
     parser.add_argument(
         "--params", default="params.yaml", help="params file (default: %(default)s)"
     )

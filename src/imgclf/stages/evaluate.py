@@ -76,7 +76,7 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = stage_parser("Evaluate the trained model on the held-out test split.")
+    parser = stage_parser("evaluate", "Evaluate the trained model on the held-out test split.")
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--classes", type=Path, required=True)

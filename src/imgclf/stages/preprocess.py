@@ -41,7 +41,9 @@ def _preprocess(args: argparse.Namespace, params: Params) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = stage_parser("Split data/raw into train/val/test arrays and write the manifest.")
+    parser = stage_parser(
+        "preprocess", "Split data/raw into train/val/test arrays and write the manifest."
+    )
     parser.add_argument("--raw", type=Path, required=True, help="download stage output folder")
     parser.add_argument("--out", type=Path, required=True, help="folder for the prepared splits")
     return run_stage(parser, _preprocess, argv)

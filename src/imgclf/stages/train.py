@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +76,10 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     data_hash = tracking.hash_files([args.train, args.val])
     tags = tracking.run_tags(os.environ, project_root, data_hash)
     tags["data.validation"] = "passed"  # augment, upstream, refuses data that failed validate
+    source_info = json.loads(args.source_info.read_text(encoding="utf-8"))
+    tags["data.source"] = source_info["source"]
+    if source_info.get("checksum"):
+        tags["data.checksum"] = source_info["checksum"]
     run_name = os.environ.get("DVC_EXP_NAME") or None
 
     with tracking.start_run(experiment_id, run_name, tags, flatten_params(params)) as run:
@@ -124,12 +130,23 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     )
 
 
+def _interrupt_on_sigterm() -> None:
+    """`dvc queue kill` and schedulers send SIGTERM: end the MLflow run KILLED, not RUNNING."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = stage_parser("Train the configured model and record the run in MLflow.")
+    _interrupt_on_sigterm()
+    parser = stage_parser("train", "Train the configured model and record the run in MLflow.")
     parser.add_argument("--train", type=Path, required=True, help="augmented train split")
     parser.add_argument("--val", type=Path, required=True, help="prepared val split")
     parser.add_argument("--classes", type=Path, required=True)
     parser.add_argument("--validation", type=Path, required=True, help="validate result.json")
+    parser.add_argument("--source-info", type=Path, required=True, help="download source.json")
     parser.add_argument("--model", type=Path, required=True, help="model.keras to write")
     parser.add_argument("--metrics", type=Path, required=True, help="train.json to write")
     parser.add_argument("--history", type=Path, required=True, help="history.csv to write")

@@ -40,7 +40,9 @@ def _validate(args: argparse.Namespace, params: Params) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = stage_parser("Check the prepared data with Great Expectations before training.")
+    parser = stage_parser(
+        "validate", "Check the prepared data with Great Expectations before training."
+    )
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--classes", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True, help="JSON result to write")

@@ -1,0 +1,324 @@
+"""The promotion gate: a pure decision over metrics and paired predictions, plus registry I/O."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imgclf.errors import ImgclfError
+
+if TYPE_CHECKING:
+    import keras
+    from mlflow import MlflowClient
+
+REQUIRED_METRICS = ("accuracy", "macro_f1", "loss")
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+# eval.json and the gate's own re-evaluation of the same model may differ by an argmax near-tie
+# flipped by float round-off on other hardware, never by more than a handful of images.
+ACCURACY_TOLERANCE = 0.005
+
+
+class PromotionError(ImgclfError, RuntimeError):
+    """The gate cannot reach a decision (missing or unusable inputs, or registry state)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One reason in the promotion decision."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's verdict and every reason behind it."""
+
+    promote: bool
+    checks: tuple[Check, ...]
+    p_value: float | None
+    gain: float | None
+
+    def table(self) -> str:
+        """A readable table of the reasons, failed checks marked FAIL."""
+        verdict = "PROMOTE" if self.promote else "REJECT"
+        width = max((len(check.name) for check in self.checks), default=5)
+        lines = [f"Promotion decision: {verdict}", f"{'check':<{width}}  result  detail"]
+        for check in self.checks:
+            result = "pass" if check.passed else "FAIL"
+            lines.append(f"{check.name:<{width}}  {result:<6}  {check.detail}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "promote": self.promote,
+            "p_value": self.p_value,
+            "gain": self.gain,
+            "checks": [asdict(check) for check in self.checks],
+        }
+
+
+def mcnemar_exact_p(candidate_correct: np.ndarray, champion_correct: np.ndarray) -> float:
+    """Two-sided exact McNemar test: a binomial(b + c, 1/2) test on the discordant pairs.
+
+    b counts images only the candidate gets right, c images only the champion gets right.
+    """
+    candidate = np.asarray(candidate_correct, dtype=bool)
+    champion = np.asarray(champion_correct, dtype=bool)
+    if candidate.ndim != 1 or candidate.shape != champion.shape:
+        raise ValueError(
+            f"paired predictions must be two 1-D arrays of one length, got shapes "
+            f"{candidate.shape} and {champion.shape}"
+        )
+    only_candidate = int(np.sum(candidate & ~champion))
+    only_champion = int(np.sum(~candidate & champion))
+    discordant = only_candidate + only_champion
+    if discordant == 0:
+        return 1.0
+    # Exact integers: with thousands of discordant pairs 0.5**n underflows a float.
+    term, tail = 1, 1
+    for k in range(min(only_candidate, only_champion)):
+        term = term * (discordant - k) // (k + 1)
+        tail += term
+    return min(1.0, 2 * tail / 2**discordant)
+
+
+def _finite_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def check_metrics(metrics: Mapping[str, Any]) -> Check:
+    """The required metrics are present, finite, and accuracy lies in [0, 1]."""
+    problems = []
+    for name in REQUIRED_METRICS:
+        if name not in metrics:
+            problems.append(f"{name} missing")
+        elif _finite_number(metrics[name]) is None:
+            problems.append(f"{name} is {metrics[name]!r}, not a finite number")
+    accuracy = _finite_number(metrics.get("accuracy"))
+    if accuracy is not None and not 0.0 <= accuracy <= 1.0:
+        problems.append(f"accuracy {accuracy} outside [0, 1]")
+    if problems:
+        return Check("metrics", False, "; ".join(problems))
+    return Check("metrics", True, f"{', '.join(REQUIRED_METRICS)} present and finite")
+
+
+def _paired_checks(
+    candidate: np.ndarray, champion: np.ndarray, *, min_gain: float, alpha: float
+) -> tuple[list[Check], float, float]:
+    candidate, champion = candidate.astype(bool), champion.astype(bool)
+    gain = float(candidate.mean() - champion.mean())
+    p_value = mcnemar_exact_p(candidate, champion)
+    only_candidate = int(np.sum(candidate & ~champion))
+    only_champion = int(np.sum(~candidate & champion))
+    checks = [
+        Check(
+            "gain",
+            gain > 0 and gain >= min_gain,
+            f"{candidate.mean():.4f} vs champion {champion.mean():.4f} on {len(candidate)} "
+            f"test images: gain {gain:+.4f} (needs > 0 and >= {min_gain})",
+        ),
+        Check(
+            "significance",
+            p_value < alpha and gain > 0,
+            f"exact McNemar p = {p_value:.3g} (needs < {alpha}, in the candidate's favour); "
+            f"only candidate right "
+            f"{only_candidate}, only champion right {only_champion}",
+        ),
+    ]
+    return checks, gain, p_value
+
+
+def decide(
+    metrics: Mapping[str, Any],
+    validation_passed: bool,
+    *,
+    min_accuracy: float,
+    min_gain: float,
+    alpha: float,
+    candidate_correct: np.ndarray | None,
+    champion_correct: np.ndarray | None,
+) -> Decision:
+    """Fail-closed gate: every check must pass, and anything missing or unusable fails.
+
+    candidate_correct and champion_correct mark, per test image, whether each model was right;
+    champion_correct is None when there is no champion yet, and the thresholds alone decide.
+    """
+    checks = [
+        Check(
+            "validation",
+            validation_passed is True,
+            "data validation passed"
+            if validation_passed is True
+            else "data validation failed or its result is unknown",
+        ),
+        check_metrics(metrics),
+    ]
+    accuracy = _finite_number(metrics.get("accuracy"))
+    checks.append(
+        Check(
+            "min_accuracy",
+            accuracy is not None and accuracy >= min_accuracy,
+            f"accuracy {accuracy if accuracy is None else round(accuracy, 4)} "
+            f"(needs >= {min_accuracy})",
+        )
+    )
+    if candidate_correct is not None:
+        recomputed = float(np.mean(candidate_correct)) if len(candidate_correct) else math.nan
+        checks.append(
+            Check(
+                "eval_matches_model",
+                accuracy is not None and abs(recomputed - accuracy) <= ACCURACY_TOLERANCE,
+                f"re-evaluated accuracy {recomputed:.4f} vs eval.json {accuracy}",
+            )
+        )
+    gain = p_value = None
+    if champion_correct is None:
+        checks.append(Check("champion", True, "no champion yet: the thresholds alone decide"))
+    elif candidate_correct is None or np.shape(candidate_correct) != np.shape(champion_correct):
+        checks.append(
+            Check("champion", False, "no paired predictions of both models on one test split")
+        )
+    else:
+        paired, gain, p_value = _paired_checks(
+            np.asarray(candidate_correct),
+            np.asarray(champion_correct),
+            min_gain=min_gain,
+            alpha=alpha,
+        )
+        checks.extend(paired)
+    return Decision(all(check.passed for check in checks), tuple(checks), p_value, gain)
+
+
+def reason_tags(
+    decision: Decision,
+    metrics: Mapping[str, Any],
+    run_tags: Mapping[str, str],
+    compared_with: str | None,
+) -> dict[str, str]:
+    """Model-version tags that record why the gate decided as it did."""
+    tags = {
+        "promotion.decision": "promoted" if decision.promote else "rejected",
+        "promotion.compared_with": compared_with or "none",
+        "promotion.p_value": str(decision.p_value),
+        "promotion.gain": str(decision.gain),
+        "promotion.failed_checks": ",".join(c.name for c in decision.checks if not c.passed)
+        or "none",
+    }
+    for name in REQUIRED_METRICS:
+        tags[f"promotion.{name}"] = str(metrics.get(name))
+    for key in ("data.hash", "git.commit"):
+        tags[key] = run_tags.get(key, "unknown")
+    return tags
+
+
+# --- MLflow registry I/O: thin wrappers, each one call or a few -------------------------------
+
+
+def registry_client(tracking_uri: str) -> MlflowClient:
+    """A client whose tracking and registry stores are both the given URI."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def get_aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    """Alias -> version of the registered model; empty when it does not exist yet."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def _run_model_id(client: MlflowClient, run_id: str) -> str:
+    run = client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if not outputs:
+        raise PromotionError(
+            f"MLflow run {run_id} logged no model; train with mlflow.log_model: true to promote"
+        )
+    return max(outputs, key=lambda output: output.step).model_id
+
+
+def register_run_model(client: MlflowClient, name: str, run_id: str) -> str:
+    """Register the run's logged model as a version of `name` (once) and alias it challenger."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    # A re-run of the gate for the same run reuses its version rather than adding a copy.
+    existing = [v for v in client.search_model_versions(f"run_id='{run_id}'") if v.name == name]
+    if existing:
+        version = str(max(int(v.version) for v in existing))
+    else:
+        model_id = _run_model_id(client, run_id)
+        source = client.get_logged_model(model_id).model_uri
+        created = client.create_model_version(name, source, run_id=run_id, model_id=model_id)
+        version = str(created.version)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    return version
+
+
+def load_version_model(client: MlflowClient, name: str, version: str) -> keras.Model:
+    """A registered version's Keras model, read from its .keras file; nothing is unpickled."""
+    import keras
+    import mlflow
+
+    uri = client.get_model_version_download_uri(name, version)
+    with tempfile.TemporaryDirectory(prefix="imgclf-champion-") as folder:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=folder, tracking_uri=client.tracking_uri
+        )
+        files = sorted(Path(local).rglob("*.keras"))
+        if len(files) != 1:
+            raise PromotionError(
+                f"version {version} of {name!r} holds {len(files)} .keras files, expected one"
+            )
+        return keras.saving.load_model(files[0], compile=False, safe_mode=True)
+
+
+def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def crown(client: MlflowClient, name: str, version: str, old_champion: str | None) -> None:
+    """champion -> version; the old champion keeps alias previous."""
+    # previous moves first: a failure in between leaves the old champion still serving.
+    if old_champion is not None and old_champion != version:
+        client.set_registered_model_alias(name, PREVIOUS, old_champion)
+    client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def record_decision(
+    client: MlflowClient,
+    name: str,
+    run_id: str,
+    decision: Decision,
+    *,
+    tags: Mapping[str, str],
+    old_champion: str | None,
+) -> str:
+    """Register the run's model (alias challenger), tag the reasons, and crown it on a pass."""
+    version = register_run_model(client, name, run_id)
+    tag_version(client, name, version, tags)
+    if decision.promote:
+        crown(client, name, version, old_champion)
+    return version

@@ -1,0 +1,384 @@
+"""End to end: `imgclf promote` against a real MLflow registry (SQLite store and a server)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from imgclf import tracking
+from imgclf.cli import main as cli_main
+from imgclf.data.arrays import save_split, write_classes, write_json
+from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
+from imgclf.evaluation import classification_metrics
+from imgclf.model.architectures import ModelSpec, build_model
+from imgclf.params import flatten_params, parse_params
+from imgclf.stages import promote
+from imgclf.training import channel_statistics, fit_model, make_dataset
+from support.project import pipeline_env
+
+pytestmark = pytest.mark.slow
+
+MODEL_NAME = "imgclf-under-test"
+# Low enough that the one-epoch model passes on any CPU; the untrained one (~0.1) does not.
+PARAMS = {
+    "mlflow": {"registered_model": MODEL_NAME},
+    "promote": {"min_accuracy": 0.3, "min_gain": 0.02, "alpha": 0.05},
+    "train": {"batch_size": 64},
+}
+
+
+@dataclass
+class Trained:
+    """Test split and three models of clearly different skill, trained once per module."""
+
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    models: dict[str, keras.Model]
+
+
+@pytest.fixture(scope="module")
+def trained() -> Trained:
+    train_images, train_labels = draw_synthetic(600, seed=0)
+    test_images, test_labels = draw_synthetic(300, seed=1)
+    mean, std = channel_statistics(train_images)
+    spec = ModelSpec((32, 32, 3), len(SYNTHETIC_CLASSES), mean, std)
+    keras.utils.set_random_seed(0)
+    untrained = build_model("seed_cnn", spec)
+    model = build_model("seed_cnn", spec)
+    data = make_dataset(train_images, train_labels, len(SYNTHETIC_CLASSES), 32, shuffle_seed=0)
+    # fit wants a val split; model selection plays no part here, so a slice of train does.
+    val = make_dataset(
+        train_images[:64], train_labels[:64], len(SYNTHETIC_CLASSES), 32, shuffle_seed=None
+    )
+    models = {"untrained": untrained}
+    for name, epochs in (("weak", 1), ("strong", 3)):
+        fit_model(
+            model,
+            data,
+            val,
+            loss=keras.losses.CategoricalCrossentropy(),
+            optimizer=keras.optimizers.Adam(0.002),
+            epochs=epochs,
+            callbacks=[],
+            verbose=0,
+        )
+        models[name] = keras.models.clone_model(model)  # training goes on in `model`
+        models[name].set_weights(model.get_weights())
+    return Trained(test_images, test_labels, models)
+
+
+def _accuracy(model: keras.Model, trained: Trained) -> float:
+    predicted = model.predict(trained.test_images, verbose=0).argmax(axis=1)
+    return float(np.mean(predicted == trained.test_labels))
+
+
+def record_run(
+    workdir: Path, store_uri: str, artifacts: str | None, trained: Trained, which: str
+) -> Path:
+    """What train + evaluate leave behind: an MLflow run with its model, and the report files."""
+    model = trained.models[which]
+    params = parse_params(PARAMS)
+    experiment_id = tracking.connect(store_uri, params.mlflow.experiment_name, artifacts)
+    save_split(workdir / "data/prepared/test.npz", trained.test_images, trained.test_labels)
+    data_hash = tracking.hash_files([workdir / "data/prepared/test.npz"])
+    tags = {
+        **tracking.run_tags({}, workdir, data_hash),
+        "data.validation": "passed",
+        "git.commit": f"{which}-commit",
+    }
+    with tracking.start_run(experiment_id, which, tags, flatten_params(params)) as run:
+        tracking.log_keras_model(model, trained.test_images[:4])
+    (workdir / "models").mkdir(parents=True, exist_ok=True)
+    model.save(workdir / "models/model.keras")
+    write_classes(workdir / "data/prepared/classes.json", list(SYNTHETIC_CLASSES), (32, 32, 3))
+    probabilities = model.predict(trained.test_images, verbose=0)
+    metrics = classification_metrics(trained.test_labels, probabilities, SYNTHETIC_CLASSES)
+    write_json(workdir / "reports/metrics/eval.json", {**metrics, "mlflow_run_id": run.info.run_id})
+    write_json(workdir / "reports/mlflow_run.json", {"run_id": run.info.run_id})
+    write_json(workdir / "reports/validation/result.json", {"success": True})
+    (workdir / "params.yaml").write_text(yaml.safe_dump(PARAMS), encoding="utf-8")
+    return workdir
+
+
+def promote_args(workdir: Path, *extra: str) -> list[str]:
+    return [
+        "--params", str(workdir / "params.yaml"),
+        "--eval", str(workdir / "reports/metrics/eval.json"),
+        "--run-info", str(workdir / "reports/mlflow_run.json"),
+        "--model", str(workdir / "models/model.keras"),
+        "--test", str(workdir / "data/prepared/test.npz"),
+        "--classes", str(workdir / "data/prepared/classes.json"),
+        "--validation", str(workdir / "reports/validation/result.json"),
+        "--out", str(workdir / "reports/promotion.json"),
+        *extra,
+    ]  # fmt: skip
+
+
+def use_store(monkeypatch: pytest.MonkeyPatch, store_uri: str) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
+    # promote sets its fast-fail HTTP defaults in os.environ; monkeypatch undoes them after.
+    for variable in promote.HTTP_DEFAULTS:
+        if variable not in os.environ:
+            monkeypatch.setenv(variable, "unset")
+            monkeypatch.delenv(variable)
+
+
+def run_promote(monkeypatch: pytest.MonkeyPatch, store_uri: str, workdir: Path, *extra) -> int:
+    use_store(monkeypatch, store_uri)
+    return promote.main(promote_args(workdir, *extra))
+
+
+def registry_state(store_uri: str) -> tuple[dict[str, str], list[str]]:
+    """Aliases and the registered versions, to prove what moved and what did not."""
+    client = MlflowClient(tracking_uri=store_uri, registry_uri=store_uri)
+    aliases = client.get_registered_model(MODEL_NAME).aliases
+    versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+    return (
+        {alias: str(version) for alias, version in aliases.items()},
+        sorted(str(v.version) for v in versions),
+    )
+
+
+def version_tags(store_uri: str, version: str) -> dict[str, str]:
+    client = MlflowClient(tracking_uri=store_uri, registry_uri=store_uri)
+    return client.get_model_version(MODEL_NAME, version).tags
+
+
+def report(workdir: Path) -> dict:
+    return json.loads((workdir / "reports/promotion.json").read_text(encoding="utf-8"))
+
+
+def sqlite_store(folder: Path) -> tuple[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_models_differ_as_the_flow_needs(trained: Trained) -> None:
+    accuracy = {name: _accuracy(model, trained) for name, model in trained.models.items()}
+    assert accuracy["untrained"] < 0.3 <= accuracy["weak"], accuracy
+    assert accuracy["strong"] >= accuracy["weak"] + 0.1, accuracy
+
+
+def test_first_is_champion_worse_is_rejected_better_is_promoted(
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    uri, artifacts = sqlite_store(tmp_path / "store")
+    runs = {
+        name: record_run(tmp_path / name, uri, artifacts, trained, name)
+        for name in ("weak", "untrained", "strong")
+    }
+
+    assert run_promote(monkeypatch, uri, runs["weak"]) == 0
+    assert registry_state(uri) == ({"champion": "1", "challenger": "1"}, ["1"])
+    first = report(runs["weak"])
+    assert first["decision"] == "promoted" and first["version"] == "1"
+    assert first["compared_with"] is None and first["p_value"] is None
+    assert first["git_commit"] == "weak-commit" and len(first["data_hash"]) == 32
+    tags = version_tags(uri, "1")
+    assert tags["promotion.decision"] == "promoted"
+    assert tags["git.commit"] == "weak-commit" and tags["data.hash"] == first["data_hash"]
+    assert float(tags["promotion.accuracy"]) == first["metrics"]["accuracy"]
+    capsys.readouterr()
+
+    assert run_promote(monkeypatch, uri, runs["untrained"]) == 1
+    assert registry_state(uri) == ({"champion": "1", "challenger": "2"}, ["1", "2"])
+    printed = capsys.readouterr().out
+    assert "Promotion decision: REJECT" in printed and "FAIL" in printed
+    rejected = report(runs["untrained"])
+    failed = {check["name"] for check in rejected["checks"] if not check["passed"]}
+    assert {"min_accuracy", "gain", "significance"} <= failed
+    assert rejected["decision"] == "rejected" and rejected["compared_with"] == "1"
+    assert version_tags(uri, "2")["promotion.decision"] == "rejected"
+
+    assert run_promote(monkeypatch, uri, runs["strong"]) == 0
+    aliases, versions = registry_state(uri)
+    assert aliases == {"champion": "3", "previous": "1", "challenger": "3"}
+    assert versions == ["1", "2", "3"]
+    promoted = report(runs["strong"])
+    assert promoted["gain"] >= 0.1 and promoted["p_value"] < 0.05
+    assert promoted["compared_with"] == "1" and promoted["aliases"] == aliases
+    assert float(version_tags(uri, "3")["promotion.p_value"]) == pytest.approx(promoted["p_value"])
+    # The registered version is the run's own logged model.
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = json.loads((runs["strong"] / "reports/mlflow_run.json").read_text())["run_id"]
+    version = client.get_model_version(MODEL_NAME, "3")
+    assert version.run_id == run_id and version.source.startswith("models:/m-")
+
+
+@pytest.fixture(scope="module")
+def seeded(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    """A store whose champion is the weak model, with a strong run waiting to be promoted."""
+    root = tmp_path_factory.mktemp("seeded")
+    uri, artifacts = sqlite_store(root / "store")
+    weak = record_run(root / "weak", uri, artifacts, trained, "weak")
+    strong = record_run(root / "strong", uri, artifacts, trained, "strong")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert run_promote(monkeypatch, uri, weak) == 0
+    yield uri, strong
+
+
+def _copy_run(source: Path, destination: Path) -> Path:
+    shutil.copytree(source, destination)
+    (destination / "reports/promotion.json").unlink(missing_ok=True)
+    return destination
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    ["nan_accuracy", "null_accuracy", "missing_eval", "missing_test_split", "bad_run_id"],
+)
+def test_undecidable_inputs_exit_2_and_move_nothing(
+    seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, breakage: str
+) -> None:
+    uri, strong = seeded
+    workdir = _copy_run(strong, tmp_path / "run")
+    eval_path = workdir / "reports/metrics/eval.json"
+    metrics = json.loads(eval_path.read_text())
+    if breakage == "nan_accuracy":
+        eval_path.write_text(json.dumps({**metrics, "accuracy": math.nan}))
+    elif breakage == "null_accuracy":
+        eval_path.write_text(json.dumps({**metrics, "accuracy": None}))
+    elif breakage == "missing_eval":
+        eval_path.unlink()
+    elif breakage == "missing_test_split":
+        (workdir / "data/prepared/test.npz").unlink()
+    else:
+        write_json(workdir / "reports/mlflow_run.json", {"run_id": "0" * 32})
+    before = registry_state(uri)
+    assert run_promote(monkeypatch, uri, workdir) == 2
+    assert registry_state(uri) == before
+    assert not (workdir / "reports/promotion.json").exists()
+
+
+def test_unreachable_registry_exits_2_quickly(
+    seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, strong = seeded
+    workdir = _copy_run(strong, tmp_path / "run")
+    before = registry_state(uri)
+    started = time.monotonic()
+    assert run_promote(monkeypatch, f"http://127.0.0.1:{free_port()}", workdir) == 2
+    assert time.monotonic() - started < 30
+    assert registry_state(uri) == before
+    assert not (workdir / "reports/promotion.json").exists()
+
+
+def test_dry_run_decides_but_moves_nothing(
+    seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    uri, strong = seeded
+    workdir = _copy_run(strong, tmp_path / "run")
+    before = registry_state(uri)
+    use_store(monkeypatch, uri)
+    assert cli_main(["promote", *promote_args(workdir, "--dry-run")]) == 0
+    assert registry_state(uri) == before
+    assert "Promotion decision: PROMOTE" in capsys.readouterr().out
+    dry = report(workdir)
+    assert dry["dry_run"] is True and dry["version"] is None
+    assert dry["decision"] == "would be promoted (dry run)"
+    assert dry["compared_with"] == before[0]["champion"]
+
+
+def test_failed_data_validation_is_rejected(
+    seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, strong = seeded
+    workdir = _copy_run(strong, tmp_path / "run")
+    write_json(workdir / "reports/validation/result.json", {"success": False})
+    champion = registry_state(uri)[0]["champion"]
+    assert run_promote(monkeypatch, uri, workdir) == 1
+    assert registry_state(uri)[0]["champion"] == champion
+    failed = [check["name"] for check in report(workdir)["checks"] if not check["passed"]]
+    assert failed == ["validation"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on loopback, proxying artifacts to a local folder."""
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"),
+    ]  # fmt: skip
+    log = open(root / "server.log", "w")  # noqa: SIM115 - closed at teardown
+    # No job runner: promotion needs none, and it would add processes and a slow shutdown.
+    env = pipeline_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"mlflow server exited {process.returncode}: {_tail(root)}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after 90 s: {_tail(root)}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        # The server runs uvicorn as a child: stop the whole process group, not just the parent.
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def _tail(root: Path) -> str:
+    return (root / "server.log").read_text(errors="replace")[-3000:]
+
+
+def test_promotion_against_a_real_tracking_server(
+    server: str, trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weak = record_run(tmp_path / "weak", server, None, trained, "weak")
+    strong = record_run(tmp_path / "strong", server, None, trained, "strong")
+
+    assert run_promote(monkeypatch, server, weak) == 0
+    assert registry_state(server) == ({"champion": "1", "challenger": "1"}, ["1"])
+
+    assert run_promote(monkeypatch, server, strong, "--dry-run") == 0
+    assert registry_state(server) == ({"champion": "1", "challenger": "1"}, ["1"])
+
+    assert run_promote(monkeypatch, server, strong) == 0
+    assert registry_state(server) == (
+        {"champion": "2", "previous": "1", "challenger": "2"},
+        ["1", "2"],
+    )
+    assert version_tags(server, "2")["promotion.decision"] == "promoted"
+    assert report(strong)["compared_with"] == "1"

@@ -1,0 +1,76 @@
+"""Tests for imgclf.evaluation against metrics worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from imgclf.evaluation import classification_metrics, confusion_matrix
+
+CLASSES = ["cat", "dog", "eel"]
+LABELS = np.array([0, 0, 0, 1, 1, 2])
+PROBABILITIES = np.array(
+    [
+        [0.7, 0.2, 0.1],  # cat -> cat
+        [0.2, 0.5, 0.3],  # cat -> dog
+        [0.6, 0.3, 0.1],  # cat -> cat
+        [0.1, 0.8, 0.1],  # dog -> dog
+        [0.3, 0.3, 0.4],  # dog -> eel
+        [0.0, 0.0, 1.0],  # eel -> eel
+    ]
+)
+
+
+def test_confusion_matrix_counts() -> None:
+    matrix = confusion_matrix(LABELS, PROBABILITIES.argmax(axis=1), 3)
+    np.testing.assert_array_equal(matrix, [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
+    assert matrix.dtype == np.int64
+
+
+def test_confusion_matrix_counts_repeated_pairs() -> None:
+    # np.add.at, not fancy-index assignment: three identical pairs count three times.
+    matrix = confusion_matrix(np.array([1, 1, 1, 0]), np.array([0, 0, 0, 0]), 2)
+    np.testing.assert_array_equal(matrix, [[1, 0], [3, 0]])
+
+
+def test_metrics_match_hand_computation() -> None:
+    metrics = classification_metrics(LABELS, PROBABILITIES, CLASSES)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    # precision 2/2, 1/2, 1/2; recall 2/3, 1/2, 1/1 -> F1 0.8, 0.5, 2/3.
+    assert metrics["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert metrics["per_class_accuracy"] == pytest.approx({"cat": 2 / 3, "dog": 0.5, "eel": 1.0})
+    # The probability each image gave its true class: 0.7, 0.2, 0.6, 0.8, 0.3, 1.0.
+    expected_loss = (
+        -(math.log(0.7) + math.log(0.2) + math.log(0.6) + math.log(0.8) + math.log(0.3) + 0.0) / 6
+    )
+    assert metrics["loss"] == pytest.approx(expected_loss)
+    assert metrics["num_test_images"] == 6
+    assert list(metrics["per_class_accuracy"]) == CLASSES
+
+
+def test_zero_probability_on_the_true_class_costs_a_finite_loss() -> None:
+    metrics = classification_metrics(
+        np.array([0, 1]), np.array([[0.0, 1.0], [0.0, 1.0]]), ["a", "b"]
+    )
+    assert metrics["loss"] == pytest.approx(-math.log(1e-7) / 2)
+    assert metrics["accuracy"] == 0.5
+
+
+def test_perfect_predictions() -> None:
+    labels = np.array([2, 0, 1, 2])
+    metrics = classification_metrics(labels, np.eye(3)[labels], CLASSES)
+    assert metrics["accuracy"] == 1.0
+    assert metrics["macro_f1"] == 1.0
+    assert metrics["loss"] == pytest.approx(0.0, abs=1e-12)
+    assert metrics["per_class_accuracy"] == {"cat": 1.0, "dog": 1.0, "eel": 1.0}
+
+
+def test_a_class_absent_from_test_and_predictions_is_left_out_of_macro_f1() -> None:
+    labels = np.array([0, 0, 1, 1])
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1], [0.1, 0.8, 0.1]])
+    metrics = classification_metrics(labels, probabilities, CLASSES)
+    # cat: precision 1, recall 1/2 -> F1 2/3; dog: precision 2/3, recall 1 -> F1 4/5; eel: none.
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 4 / 5) / 2)
+    assert metrics["per_class_accuracy"] == pytest.approx({"cat": 0.5, "dog": 1.0, "eel": 0.0})

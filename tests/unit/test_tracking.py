@@ -1,0 +1,159 @@
+"""Tests for imgclf.tracking: store resolution, and runs in a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+
+from imgclf.tracking import (
+    TrackingError,
+    connect,
+    default_artifact_location,
+    hash_files,
+    resolve_project_root,
+    resolve_tracking_uri,
+    start_run,
+)
+from support.http import closed_port_url
+
+
+def test_project_root_leaves_a_dvc_temporary_workspace(tmp_path: Path) -> None:
+    project = tmp_path / "checkout"
+    for workspace in ("tmpabc", "tmpabc/nested"):
+        environ = {"DVC_ROOT": str(project / ".dvc" / "tmp" / "exps" / workspace)}
+        assert resolve_project_root(environ, tmp_path / "elsewhere") == project.resolve()
+
+
+def test_project_root_keeps_a_normal_dvc_root(tmp_path: Path) -> None:
+    project = tmp_path / "checkout"
+    assert resolve_project_root({"DVC_ROOT": str(project)}, tmp_path) == project.resolve()
+    # Only the whole .dvc/tmp/exps sequence marks a temporary workspace.
+    near_miss = project / ".dvc" / "tmp" / "runs"
+    assert resolve_project_root({"DVC_ROOT": str(near_miss)}, tmp_path) == near_miss.resolve()
+
+
+def test_project_root_falls_back_to_cwd(tmp_path: Path) -> None:
+    assert resolve_project_root({}, tmp_path) == tmp_path.resolve()
+    assert resolve_project_root({"DVC_ROOT": ""}, tmp_path) == tmp_path.resolve()
+
+
+def test_tracking_uri_prefers_the_environment(tmp_path: Path) -> None:
+    server = "http://mlflow.example:5000"
+    assert resolve_tracking_uri({"MLFLOW_TRACKING_URI": server}, tmp_path) == server
+    assert resolve_tracking_uri({}, tmp_path) == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    assert resolve_tracking_uri({"MLFLOW_TRACKING_URI": ""}, tmp_path).startswith("sqlite:///")
+
+
+def test_artifact_location_only_for_the_project_store(tmp_path: Path) -> None:
+    assert default_artifact_location({"MLFLOW_TRACKING_URI": "http://x:5000"}, tmp_path) is None
+    location = default_artifact_location({}, tmp_path)
+    assert location == f"file://{tmp_path}/mlruns/artifacts"
+
+
+def test_hash_files_is_md5_of_the_bytes_in_order(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    first.write_bytes(b"\x00" * 1000 + b"train")
+    second.write_bytes(b"val")
+    digest = hash_files([first, second])
+    assert digest == hashlib.md5(first.read_bytes() + second.read_bytes()).hexdigest()
+    assert hash_files([second, first]) != digest
+    first.write_bytes(b"\x01" + b"\x00" * 999 + b"train")
+    assert hash_files([first, second]) != digest
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory):
+    """A real SQLite MLflow store in a throw-away project; MLflow's globals restored after."""
+    from mlflow.tracking._tracking_service import utils
+
+    project = tmp_path_factory.mktemp("project")
+    uri = resolve_tracking_uri({}, project)
+    with pytest.MonkeyPatch.context() as patch:
+        # mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI into os.environ: undo it after.
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setattr(utils, "_tracking_uri", utils._tracking_uri)
+        yield uri, project
+
+
+def test_connect_creates_the_experiment_once(store) -> None:
+    import mlflow
+
+    uri, project = store
+    location = default_artifact_location({}, project)
+    first = connect(uri, "once", location)
+    assert connect(uri, "once", location) == first
+    assert (project / "mlruns" / "mlflow.db").is_file()
+    experiments = mlflow.MlflowClient().search_experiments(filter_string="name = 'once'")
+    assert [experiment.experiment_id for experiment in experiments] == [first]
+    assert experiments[0].artifact_location == location
+    assert connect(uri, "another", location) != first
+
+
+def finished_run(store, name: str, body) -> tuple:
+    import mlflow
+
+    uri, project = store
+    experiment_id = connect(uri, name, default_artifact_location({}, project))
+    params = {"reg.l2": 0.0005, "data.path": None, "train.epochs": 3}
+    captured = {}
+    try:
+        with start_run(experiment_id, "exp-1", {"data.hash": "abc"}, params) as run:
+            captured["run_id"] = run.info.run_id
+            body()
+    finally:
+        assert mlflow.active_run() is None
+    return mlflow.MlflowClient().get_run(captured["run_id"])
+
+
+def test_start_run_ends_finished_and_logs_params(store) -> None:
+    run = finished_run(store, "finished", lambda: None)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "exp-1"
+    assert run.data.params == {"reg.l2": "0.0005", "data.path": "", "train.epochs": "3"}
+    assert run.data.tags["data.hash"] == "abc"
+
+
+def test_start_run_ends_failed_on_an_exception(store) -> None:
+    def crash() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        finished_run(store, "failed", crash)
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name("failed")
+    (run,) = mlflow.search_runs([experiment.experiment_id], output_format="list")
+    assert run.info.status == "FAILED"
+
+
+def test_start_run_ends_killed_on_ctrl_c(store) -> None:
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finished_run(store, "killed", interrupt)
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name("killed")
+    (run,) = mlflow.search_runs([experiment.experiment_id], output_format="list")
+    assert run.info.status == "KILLED"
+
+
+def test_unreachable_server_fails_fast_naming_the_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking._tracking_service import utils
+
+    # MLflow's default retries (minutes) stay in force: connect must not wait for them.
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "restored-after-the-test")
+    monkeypatch.setattr(utils, "_tracking_uri", utils._tracking_uri)
+    uri = closed_port_url("").rstrip("/")
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as caught:
+        connect(uri, "unreachable", None)
+    assert time.monotonic() - started < 15
+    message = str(caught.value)
+    assert uri in message and "MLFLOW_TRACKING_URI" in message
