@@ -137,3 +137,17 @@ def preview_grid(originals: np.ndarray, variants: list[np.ndarray], gap: int = 2
             left = gap + column * (width + gap)
             grid[top : top + height, left : left + width] = source[row]
     return grid
+
+
+def random_crop_flip(images: np.ndarray, rng: np.random.Generator, pad_pixels: int) -> np.ndarray:
+    """Per image: a random window of the original size from the mirror-padded image, and a
+    left-right flip for half of them. Cheap enough to run on every batch of every epoch."""
+    count, height, width, _ = images.shape
+    pad = pad_pixels
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    rows = rng.integers(0, 2 * pad + 1, size=count)[:, None] + np.arange(height)
+    columns = rng.integers(0, 2 * pad + 1, size=count)[:, None] + np.arange(width)
+    flip = rng.random(count) < 0.5
+    columns = np.where(flip[:, None], columns[:, ::-1], columns)
+    batch = np.arange(count)[:, None, None]
+    return padded[batch, rows[:, :, None], columns[:, None, :]]

@@ -120,6 +120,12 @@ class AugmentParams(_Section):
         0.1, ge=0, lt=1, description="Max share of the side cut away by a random crop."
     )
     seed: int = Field(0, ge=0, description="Seed of the augmentation draws.")
+    online_crop_flip: bool = Field(
+        False, description="train: a fresh random crop and flip of every image, every epoch."
+    )
+    online_crop_pixels: int = Field(
+        4, ge=0, le=64, description="train: border (mirrored) the online crop may shift by."
+    )
 
 
 class ModelParams(_Section):
@@ -163,6 +169,15 @@ class TrainParams(_Section):
     epochs: int = Field(10, ge=1, le=10_000, description="Passes over the training set.")
     batch_size: int = Field(64, ge=1, le=65_536, description="Images per step.")
     seed: int = Field(0, ge=0, description="Seed of weights, shuffling and dropout.")
+    backend: Literal["tensorflow", "jax"] = Field(
+        "tensorflow", description="Keras backend; jax needs the jax package installed."
+    )
+    mixed_precision: Literal["auto", "on", "off"] = Field(
+        "auto", description="float16 compute with float32 weights; auto: on when a GPU is seen."
+    )
+    jit_compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="XLA compilation of the train step; auto: on when a GPU is seen."
+    )
 
 
 class MlflowParams(_Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import platform
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -133,12 +134,20 @@ def _git_commit(project_root: Path) -> str | None:
 
 def describe_device() -> dict[str, str]:
     """The device training runs on and its name, for run tags."""
-    import tensorflow as tf
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return {"device": "GPU", "accelerator": details.get("device_name", gpus[0].name)}
+        device = jax.devices()[0]
+        if device.platform == "gpu":
+            return {"device": "GPU", "accelerator": device.device_kind}
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return {"device": "GPU", "accelerator": details.get("device_name", gpus[0].name)}
     return {"device": "CPU", "accelerator": _cpu_name()}
 
 
@@ -155,18 +164,18 @@ def _cpu_name() -> str:
 
 def run_tags(environ: Mapping[str, str], project_root: Path, data_hash: str) -> dict[str, str]:
     """Tags every training run carries: code, DVC experiment, data, device and versions."""
-    import tensorflow as tf
-
     from imgclf import __version__
 
     tags = {
         "data.hash": data_hash,
-        "tensorflow.version": tf.__version__,
         "keras.version": keras.__version__,
         "keras.backend": keras.backend.backend(),
         "imgclf.version": __version__,
         **describe_device(),
     }
+    for package in ("tensorflow", "jax"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            tags[f"{package}.version"] = importlib.metadata.version(package)
     commit = _git_commit(project_root)
     if commit:
         tags["git.commit"] = commit
@@ -182,12 +191,24 @@ def run_tags(environ: Mapping[str, str], project_root: Path, data_hash: str) -> 
 
 @contextlib.contextmanager
 def start_run(
-    experiment_id: str, run_name: str | None, tags: Mapping[str, str], params: Mapping[str, Any]
+    experiment_id: str,
+    run_name: str | None,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+    log_system_metrics: bool = False,
 ) -> Iterator[Any]:
-    """An MLflow run that ends FINISHED on success, KILLED on Ctrl+C and FAILED otherwise."""
+    """An MLflow run that ends FINISHED on success, KILLED on Ctrl+C and FAILED otherwise.
+
+    log_system_metrics samples CPU, memory and (with nvidia-ml-py) GPU use into the run.
+    """
     import mlflow
 
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags))
+    run = mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=run_name,
+        tags=dict(tags),
+        log_system_metrics=log_system_metrics,
+    )
     try:
         mlflow.log_params({key: "" if value is None else value for key, value in params.items()})
         yield run

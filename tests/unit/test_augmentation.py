@@ -204,3 +204,23 @@ def test_draw_affine_scales_each_shift_by_its_own_side() -> None:
     )
     assert np.abs(draw.shift_y).max() <= 2.0
     assert np.abs(draw.shift_x).max() > 12.0
+
+
+def test_random_crop_flip_takes_a_window_of_the_mirror_padded_image() -> None:
+    from imgclf.augmentation import random_crop_flip
+
+    images = random_images(12, side=6, seed=3)
+    out = random_crop_flip(images, np.random.default_rng(0), 2)
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+    flipped = 0
+    for index in range(len(images)):
+        windows = [
+            padded[index, top : top + 6, left : left + 6] for top in range(5) for left in range(5)
+        ]
+        plain = any(np.array_equal(out[index], window) for window in windows)
+        mirrored = any(np.array_equal(out[index], window[:, ::-1]) for window in windows)
+        assert plain or mirrored
+        flipped += mirrored and not plain
+    assert 0 < flipped < len(images)
+    same_seed = random_crop_flip(images, np.random.default_rng(0), 2)
+    np.testing.assert_array_equal(out, same_seed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -11,18 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from imgclf.data.arrays import load_split, read_classes, write_json
+from imgclf.data.arrays import load_split, read_classes, write_csv, write_json
 from imgclf.params import Params
 from imgclf.stages.common import run_stage, stage_parser
-
-
-def _write_confusion_rows(path: Path, actual: list[str], predicted: list[str]) -> None:
-    """One row per test image, the layout DVC's confusion template reads."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["actual", "predicted"])
-        writer.writerows(zip(actual, predicted, strict=True))
 
 
 def _metric_safe(name: str) -> str:
@@ -54,8 +44,13 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
     metrics["mlflow_run_id"] = run_id
     write_json(args.metrics, metrics)
     predicted = probabilities.argmax(axis=1)
-    _write_confusion_rows(
-        args.confusion, [class_names[i] for i in labels], [class_names[i] for i in predicted]
+    # One row per test image: the layout DVC's confusion template reads.
+    write_csv(
+        args.confusion,
+        [
+            {"actual": class_names[truth], "predicted": class_names[guess]}
+            for truth, guess in zip(labels, predicted, strict=True)
+        ],
     )
     plot_confusion_matrix(
         confusion_matrix(labels, predicted, len(class_names)), class_names, args.figure

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import csv
+import importlib.util
 import json
 import math
 import os
@@ -12,22 +12,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from imgclf.data.arrays import load_split, read_classes, write_json
+from imgclf.data.arrays import load_split, read_classes, write_csv, write_json
 from imgclf.errors import ImgclfError
 from imgclf.params import Params, flatten_params
 from imgclf.stages.common import run_stage, stage_parser
 
 
-def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+def _select_backend(backend: str) -> None:
+    """Keras reads KERAS_BACKEND once, at import: set it before anything imports Keras."""
+    loaded = sys.modules.get("keras")
+    if loaded is not None and loaded.backend.backend() != backend:
+        raise ImgclfError(
+            f"train.backend is {backend!r} but Keras is already running on "
+            f"{loaded.backend.backend()!r} in this process; run the stage in a fresh process"
+        )
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        raise ImgclfError("train.backend is 'jax' but jax is not installed: uv pip install jax")
+    os.environ["KERAS_BACKEND"] = backend
 
 
 def _train(args: argparse.Namespace, params: Params) -> None:
+    _select_backend(params.train.backend)
     from imgclf import tracking
 
     # The store is checked before any data is read or compute spent.
@@ -44,13 +49,19 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
     from imgclf.model.regularizers import build_kernel_regularizer
-    from imgclf.training import channel_statistics, fit_model, make_dataset
+    from imgclf.training import (
+        channel_statistics,
+        configure_accelerator,
+        fit_model,
+        make_dataset,
+    )
 
     class_names, image_shape = read_classes(args.classes)
     train_images, train_labels = load_split(args.train)
     val_images, val_labels = load_split(args.val)
     settings = params.train
     keras.utils.set_random_seed(settings.seed)
+    accelerator = configure_accelerator(settings.mixed_precision, settings.jit_compile)
     mean, std = channel_statistics(train_images)
     spec = ModelSpec(
         image_shape=image_shape,
@@ -69,6 +80,9 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         len(class_names),
         settings.batch_size,
         shuffle_seed=settings.seed,
+        crop_flip_pixels=params.augment.online_crop_pixels
+        if params.augment.online_crop_flip
+        else None,
     )
     val_data = make_dataset(
         val_images, val_labels, len(class_names), settings.batch_size, shuffle_seed=None
@@ -76,13 +90,17 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     data_hash = tracking.hash_files([args.train, args.val])
     tags = tracking.run_tags(os.environ, project_root, data_hash)
     tags["data.validation"] = "passed"  # augment, upstream, refuses data that failed validate
+    tags["precision.policy"] = accelerator.precision_policy
+    tags["jit_compile"] = str(accelerator.jit_compile)
     source_info = json.loads(args.source_info.read_text(encoding="utf-8"))
     tags["data.source"] = source_info["source"]
     if source_info.get("checksum"):
         tags["data.checksum"] = source_info["checksum"]
     run_name = os.environ.get("DVC_EXP_NAME") or None
 
-    with tracking.start_run(experiment_id, run_name, tags, flatten_params(params)) as run:
+    with tracking.start_run(
+        experiment_id, run_name, tags, flatten_params(params), log_system_metrics=accelerator.gpu
+    ) as run:
         write_json(args.run_info, {"run_id": run.info.run_id, "experiment_id": experiment_id})
         result = fit_model(
             model,
@@ -94,6 +112,7 @@ def _train(args: argparse.Namespace, params: Params) -> None:
             callbacks=[tracking.EpochLogger()],
             # A live progress bar on a terminal; one line per epoch in logs (DVC, CI).
             verbose="auto" if sys.stdout.isatty() else 2,
+            jit_compile=accelerator.jit_compile,
         )
         if len(result.history) < settings.epochs or any(
             not math.isfinite(row.get("loss", math.nan)) for row in result.history
@@ -106,7 +125,7 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         serving = keras.Model(model.inputs, model.outputs, name=model.name)
         args.model.parent.mkdir(parents=True, exist_ok=True)
         serving.save(args.model)
-        _write_history(args.history, result.history)
+        write_csv(args.history, result.history)
         metrics = {
             "train_seconds": round(result.train_seconds, 3),
             "epochs": len(result.history),

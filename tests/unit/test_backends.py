@@ -1,0 +1,97 @@
+"""The training core under each Keras backend, each in a fresh process (Keras picks once)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# One tiny epoch with online crop+flip through imgclf's model, loss, optimizer and feeding;
+# then the saved .keras file is reloaded, and the next backend reloads it too.
+SCRIPT = """
+import json, sys
+import keras, numpy as np
+from imgclf.data.synthetic import draw_synthetic
+from imgclf.model.architectures import ModelSpec, build_model
+from imgclf.model.losses import build_loss
+from imgclf.model.optimizers import build_optimizer
+from imgclf.params import parse_params
+from imgclf.training import channel_statistics, configure_accelerator, fit_model, make_dataset
+
+model_path, previous = sys.argv[1], sys.argv[2]
+params = parse_params({"optimizer": {"name": "adam", "lr": 0.002, "schedule": "cosine"}})
+setup = configure_accelerator("auto", "auto")
+keras.utils.set_random_seed(0)
+images, labels = draw_synthetic(128, 0)
+mean, std = channel_statistics(images)
+model = build_model("resnet_small", ModelSpec((32, 32, 3), 10, mean, std, width=4))
+train = make_dataset(images, labels, 10, 32, shuffle_seed=0, crop_flip_pixels=4)
+result = fit_model(model, train, make_dataset(images[:32], labels[:32], 10, 32, shuffle_seed=None),
+                   loss=build_loss(params.loss), optimizer=build_optimizer(params.optimizer, 4, 1),
+                   epochs=1, callbacks=[], verbose=0, jit_compile=setup.jit_compile)
+model.save(model_path)
+reloaded = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+same = bool(np.allclose(reloaded.predict(images[:8], verbose=0), model.predict(images[:8], verbose=0), atol=1e-5))
+other = None
+if previous != "-":
+    other = keras.saving.load_model(previous, compile=False, safe_mode=True).predict(images[:8], verbose=0).shape
+print(json.dumps({"backend": keras.backend.backend(), "loss": result.history[0]["loss"],
+                  "policy": setup.precision_policy, "gpu": setup.gpu, "reload_matches": same,
+                  "other_backend_output": other}))
+"""
+
+
+def _run_backend(backend: str, model_path: Path, previous: Path | None) -> dict:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(model_path), str(previous or "-")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_one_tiny_epoch_under_each_backend_and_models_cross_over(tmp_path: Path) -> None:
+    tensorflow = _run_backend("tensorflow", tmp_path / "tf.keras", None)
+    jax = _run_backend("jax", tmp_path / "jax.keras", tmp_path / "tf.keras")
+    for outcome, name in ((tensorflow, "tensorflow"), (jax, "jax")):
+        assert outcome["backend"] == name
+        assert 0 < outcome["loss"] < 10
+        assert outcome["reload_matches"] is True
+        # No GPU here: auto keeps float32 math.
+        assert outcome["gpu"] is False and outcome["policy"] == "float32"
+    assert jax["other_backend_output"] == [8, 10]
+
+
+@pytest.mark.parametrize("pad", [0, 2])
+def test_crop_flip_feeding_keeps_shapes_and_labels(pad: int) -> None:
+    import numpy as np
+
+    from imgclf.training import ArrayBatches, random_crop_flip
+
+    images = np.arange(6 * 8 * 8 * 3, dtype=np.uint8).reshape(6, 8, 8, 3)
+    labels = np.arange(6) % 3
+    batches = ArrayBatches(
+        images,
+        labels,
+        3,
+        4,
+        shuffle_seed=None,
+        transform=lambda batch: random_crop_flip(batch, np.random.default_rng(0), pad),
+    )
+    first, one_hot = batches[0]
+    assert first.shape == (4, 8, 8, 3) and first.dtype == np.uint8
+    np.testing.assert_array_equal(one_hot.argmax(axis=1), labels[:4])
+    if pad == 0:
+        # No room to shift: each image is itself or its mirror image.
+        for index in range(4):
+            assert np.array_equal(first[index], images[index]) or np.array_equal(
+                first[index], images[index][:, ::-1]
+            )
