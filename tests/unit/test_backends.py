@@ -35,10 +35,12 @@ result = fit_model(model, train, make_dataset(images[:32], labels[:32], 10, 32, 
                    epochs=1, callbacks=[], verbose=0, jit_compile=setup.jit_compile)
 model.save(model_path)
 reloaded = keras.saving.load_model(model_path, compile=False, safe_mode=True)
-same = bool(np.allclose(reloaded.predict(images[:8], verbose=0), model.predict(images[:8], verbose=0), atol=1e-5))
+probabilities = model.predict(images[:8], verbose=0)
+same = bool(np.allclose(reloaded.predict(images[:8], verbose=0), probabilities, atol=1e-5))
 other = None
 if previous != "-":
-    other = keras.saving.load_model(previous, compile=False, safe_mode=True).predict(images[:8], verbose=0).shape
+    earlier = keras.saving.load_model(previous, compile=False, safe_mode=True)
+    other = earlier.predict(images[:8], verbose=0).shape
 print(json.dumps({"backend": keras.backend.backend(), "loss": result.history[0]["loss"],
                   "policy": setup.precision_policy, "gpu": setup.gpu, "reload_matches": same,
                   "other_backend_output": other}))
