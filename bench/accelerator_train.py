@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
         loss=build_loss(params.loss),
         metrics=["accuracy"],
     )
-    train = make_dataset(train_x, train_y, len(class_names), batch_size, shuffle_seed=0)
+    crop_flip = params.augment.online_crop_pixels if params.augment.online_crop_flip else None
+    train = make_dataset(
+        train_x, train_y, len(class_names), batch_size, shuffle_seed=0, crop_flip_pixels=crop_flip
+    )
     test = make_dataset(test_x, test_y, len(class_names), 1024, shuffle_seed=None)
     clock, reached = 0.0, None
     for epoch in range(1, epochs + 1):

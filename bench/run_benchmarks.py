@@ -1,0 +1,235 @@
+"""Measure imgclf against the hand-written Keras reference on one machine; write the report.
+
+In one invocation, on the same images and split: the reference script (bench/reference_keras.py),
+imgclf's `seed_cnn` with the seed recipe, and imgclf's shipped defaults, each through
+`dvc exp run -S ...` in a scratch copy of this repository, over several seeds; plus the
+pipeline's own overheads (data stages, a no-op `dvc repro`) and the input-pipeline throughput.
+The result is docs/performance.md, generated: do not edit it by hand.
+
+    python bench/run_benchmarks.py ../shared/datasets/cifar10-train-jpg.tar.gz --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+SEED_RECIPE = {
+    "model.arch": "seed_cnn",
+    "optimizer.name": "adam",
+    "optimizer.lr": "0.001",
+    "optimizer.schedule": "constant",
+    "optimizer.warmup_epochs": "0",
+    "loss.label_smoothing": "0",
+    "reg.l2": "0",
+    "reg.dropout": "0",
+    "augment.online_crop_flip": "false",
+    "train.batch_size": "64",
+    "train.epochs": "10",
+}
+DATA_STAGES = ("download", "preprocess", "validate", "augment")
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return seconds, result.stdout
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _experiment(project: Path, env: dict[str, str], overrides: dict[str, str], seed: int) -> dict:
+    settings = {**overrides, "train.seed": str(seed)}
+    command = ["dvc", "exp", "run"]
+    for key, value in settings.items():
+        command += ["-S", f"{key}={value}"]
+    wall, _ = _run(command, project, env)
+    train = _read_json(project / "reports/metrics/train.json")
+    evaluation = _read_json(project / "reports/metrics/eval.json")
+    return {
+        "accuracy": evaluation["accuracy"],
+        "train_seconds": train["train_seconds"],
+        "pipeline_seconds": round(wall, 1),
+        "peak_rss_mb": train.get("peak_rss_mb"),
+        "command": "dvc exp run " + " ".join(f"-S {k}={v}" for k, v in settings.items()),
+    }
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    system = f"{platform.system()}, Python {platform.python_version()}"
+    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, {system}"
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="class-folder directory or archive")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/imgclf-benchmark"))
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md")
+    parser.add_argument("--skip-reference", action="store_true")
+    args = parser.parse_args()
+    from support.project import make_project, pipeline_env
+
+    data = args.data.resolve()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    project = make_project(args.workdir, {"data": {"source": "folder", "path": str(data)}})
+    env = pipeline_env()
+
+    stage_seconds = {}
+    for stage in DATA_STAGES:
+        stage_seconds[stage], _ = _run(["dvc", "repro", "--single-item", stage], project, env)
+    _run(["dvc", "repro"], project, env)
+    noop_seconds, _ = _run(["dvc", "repro"], project, env)
+
+    rows: dict[str, list[dict]] = {"reference": [], "seed_cnn": [], "default": []}
+    for seed in args.seeds:
+        if not args.skip_reference:
+            _, out = _run(
+                [
+                    sys.executable,
+                    str(REPO / "bench/reference_keras.py"),
+                    str(data),
+                    "--seed",
+                    str(seed),
+                ],
+                project,
+                env,
+            )
+            rows["reference"].append(json.loads(out.strip().splitlines()[-1]))
+        rows["seed_cnn"].append(_experiment(project, env, SEED_RECIPE, seed))
+        rows["default"].append(_experiment(project, env, {}, seed))
+        print(json.dumps({"seed": seed, **{k: v[-1] for k, v in rows.items() if v}}), flush=True)
+
+    _write_report(args, rows, stage_seconds, noop_seconds)
+
+
+def _write_report(args, rows, stage_seconds, noop_seconds) -> None:
+    reference_seconds = [row["train_seconds"] for row in rows["reference"]]
+    reference_accuracy = [row["accuracy"] for row in rows["reference"]]
+    lines = [
+        "# Performance",
+        "",
+        "Generated by `bench/run_benchmarks.py`; do not edit by hand. Reproduce with:",
+        "",
+        "```bash",
+        f"python bench/run_benchmarks.py {args.data} --seeds {' '.join(map(str, args.seeds))}",
+        "```",
+        "",
+        f"Machine: {_machine()}. Date: {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| run | test accuracy | train seconds (`fit`) | whole `dvc exp run` seconds "
+        "| accuracy − reference | train time / reference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, results in rows.items():
+        if not results:
+            continue
+        accuracy = [row["accuracy"] for row in results]
+        seconds = [row["train_seconds"] for row in results]
+        pipeline = [row.get("pipeline_seconds") for row in results if row.get("pipeline_seconds")]
+        gain = ratio = "—"
+        if reference_seconds and name != "reference":
+            gain = f"{statistics.mean(accuracy) - statistics.mean(reference_accuracy):+.4f}"
+            ratio = f"{statistics.mean(seconds) / statistics.mean(reference_seconds):.2f}x"
+        lines.append(
+            f"| {name} | {_mean_std(accuracy)} | {_mean_std(seconds)} | "
+            f"{_mean_std(pipeline) if pipeline else '—'} | {gain} | {ratio} |"
+        )
+    lines += ["", f"Seeds: {', '.join(map(str, args.seeds))} (mean ± standard deviation).", ""]
+    lines += ["Commands:", ""]
+    for name in ("seed_cnn", "default"):
+        if rows[name]:
+            lines.append(f"- {name}: `{rows[name][0]['command']}` (per seed)")
+    peak = [row["peak_rss_mb"] for row in rows["default"] if row.get("peak_rss_mb")]
+    lines += [
+        "",
+        "## Overheads",
+        "",
+        "| step | seconds |",
+        "|---|---|",
+        *[
+            f"| `dvc repro -s {stage}` | {seconds:.1f} |"
+            for stage, seconds in stage_seconds.items()
+        ],
+        f"| data stages together | {sum(stage_seconds.values()):.1f} |",
+        f"| no-op `dvc repro` | {noop_seconds:.2f} |",
+        f"| peak RSS of the train stage (default) | {max(peak):.0f} MiB |" if peak else "",
+        "",
+    ]
+    lines += _accelerator_section(args.out.parent / "device")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(line for line in lines) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+def _accelerator_section(folder: Path) -> list[str]:
+    """Summaries that bench/accelerator_train.py printed on a GPU machine, kept as JSON lines."""
+    summaries = []
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("{") and '"summary": true' in line:
+                summaries.append((path.name, json.loads(line)))
+    if not summaries:
+        return ["## GPU", "", "No accelerator results recorded (docs/device/ is empty).", ""]
+    lines = [
+        "## GPU (Keras 3 JAX backend)",
+        "",
+        "From `KERAS_BACKEND=jax python bench/accelerator_train.py DATA --epochs N ...` on a",
+        "lent accelerator machine (raw lines in docs/device/). Epoch 1 includes XLA compilation;",
+        "images/s is the median of the later epochs.",
+        "",
+        "| file | device | precision | width | batch | epochs | train s | test accuracy "
+        "| images/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, summary in summaries:
+        epochs = [
+            json.loads(line)
+            for line in (folder / name).read_text(encoding="utf-8").splitlines()
+            if line.startswith('{"epoch"')
+        ]
+        speed = statistics.median(row["images_per_second"] for row in epochs[1:] or epochs)
+        lines.append(
+            f"| {name} | {summary['device_name']} | {summary['precision']} | {summary['width']} "
+            f"| {summary['batch_size']} | {summary['epochs']} | {summary['train_seconds']} "
+            f"| {summary['final_test_accuracy']} | {speed:.0f} |"
+        )
+    return [*lines, ""]
+
+
+if __name__ == "__main__":
+    main()
