@@ -27,6 +27,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", default="auto", help="auto | float32 | mixed_bfloat16")
     parser.add_argument("--target", type=float, default=0.94, help="accuracy to time")
     parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--no-crop-flip", action="store_true", help="turn online crop+flip off")
     return parser.parse_args(argv)
 
 
@@ -34,8 +35,6 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     import keras
 
-    from imgclf.data.folder import read_image_folder, stage_folder_source
-    from imgclf.data.splits import stratified_split
     from imgclf.model.architectures import ModelSpec, build_model
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
@@ -54,15 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     keras.mixed_precision.set_global_policy(precision)
 
     started = time.perf_counter()
-    root = (
-        args.data
-        if (args.data / "train").is_dir()
-        else stage_folder_source(args.data, Path("/tmp/imgclf-bench-data"))
-    )
-    splits, class_names = read_image_folder(root, progress=False)
-    images, labels = splits["train"]
-    kept, held = stratified_split(labels, args.test_fraction, params.preprocess.seed)
-    train_x, train_y, test_x, test_y = images[kept], labels[kept], images[held], labels[held]
+    train_x, train_y, test_x, test_y, class_names = _load(args.data, args.test_fraction, params)
     load_seconds = time.perf_counter() - started
 
     keras.utils.set_random_seed(params.train.seed)
@@ -84,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         metrics=["accuracy"],
     )
     crop_flip = params.augment.online_crop_pixels if params.augment.online_crop_flip else None
+    if args.no_crop_flip:
+        crop_flip = None
     train = make_dataset(
         train_x, train_y, len(class_names), batch_size, shuffle_seed=0, crop_flip_pixels=crop_flip
     )
@@ -132,6 +125,43 @@ def main(argv: list[str] | None = None) -> None:
         ),
         flush=True,
     )
+
+
+def _load(data: Path, test_fraction: float, params) -> tuple:
+    """Decode the class folders once per machine; later runs reuse the arrays in /tmp."""
+    import numpy as np
+
+    from imgclf.data.folder import read_image_folder, stage_folder_source
+    from imgclf.data.splits import stratified_split
+
+    cache = Path("/tmp/imgclf-bench-arrays.npz")
+    if cache.exists():
+        with np.load(cache) as saved:
+            return (
+                saved["train_x"],
+                saved["train_y"],
+                saved["test_x"],
+                saved["test_y"],
+                list(saved["classes"]),
+            )
+    root = (
+        data
+        if (data / "train").is_dir()
+        else stage_folder_source(data, Path("/tmp/imgclf-bench-data"))
+    )
+    splits, class_names = read_image_folder(root, progress=False)
+    images, labels = splits["train"]
+    kept, held = stratified_split(labels, test_fraction, params.preprocess.seed)
+    arrays = (images[kept], labels[kept], images[held], labels[held])
+    np.savez(
+        cache,
+        train_x=arrays[0],
+        train_y=arrays[1],
+        test_x=arrays[2],
+        test_y=arrays[3],
+        classes=np.array(class_names),
+    )
+    return (*arrays, class_names)
 
 
 def _devices() -> dict[str, str]:

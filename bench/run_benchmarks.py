@@ -212,9 +212,9 @@ def _accelerator_section(folder: Path) -> list[str]:
         "lent accelerator machine (raw lines in docs/device/). Epoch 1 includes XLA compilation;",
         "images/s is the median of the later epochs.",
         "",
-        "| file | device | precision | width | batch | epochs | train s | test accuracy "
-        "| images/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| file | device | precision | crop+flip | width | batch | epochs | train s "
+        "| test accuracy | images/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, summary in summaries:
         epochs = [
@@ -222,11 +222,14 @@ def _accelerator_section(folder: Path) -> list[str]:
             for line in (folder / name).read_text(encoding="utf-8").splitlines()
             if line.startswith('{"epoch"')
         ]
-        speed = statistics.median(row["images_per_second"] for row in epochs[1:] or epochs)
+        # Files holding several runs keep only their summaries: no per-epoch speed there.
+        speeds = [row["images_per_second"] for row in epochs[1:]]
+        speed = f"{statistics.median(speeds):.0f}" if speeds else "—"
         lines.append(
-            f"| {name} | {summary['device_name']} | {summary['precision']} | {summary['width']} "
+            f"| {name} | {summary['device_name']} | {summary['precision']} "
+            f"| {summary.get('online_crop_flip', False)} | {summary['width']} "
             f"| {summary['batch_size']} | {summary['epochs']} | {summary['train_seconds']} "
-            f"| {summary['final_test_accuracy']} | {speed:.0f} |"
+            f"| {summary['final_test_accuracy']} | {speed} |"
         )
     return [*lines, ""]
 
