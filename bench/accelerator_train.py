@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                 "precision": precision,
                 "arch": params.model.arch,
                 "width": spec.width,
+                "online_crop_flip": crop_flip is not None,
                 "batch_size": batch_size,
                 "epochs": epochs,
                 "train_images": len(train_x),
