@@ -4,10 +4,12 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 UI_PORT ?= 5000
+BENCH_DATA ?= ../shared/datasets/cifar10-train-jpg.tar.gz
+BENCH_SEEDS ?= 0 1
 # Stages run `python -m imgclf.stages.*`: the venv's python must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test lint format ui clean
+.PHONY: install run test lint audit format ui bench clean
 
 install: $(STAMP)
 
@@ -24,10 +26,39 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
-lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+lint: install audit
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/actionlint
+
+# pip-audit checks the locked packages against PyPI's advisory data. Without that service it
+# checks nothing (offline it even calls every package "not found" and exits 0): a notice, never a
+# pass. Findings always fail; AUDIT_STRICT=1 (CI, online) fails the notice too.
+PIP_AUDIT ?= $(BIN)/pip-audit
+AUDIT_REQUIREMENTS ?= requirements.lock
+AUDIT_STRICT ?= 0
+AUDIT_NETWORK_ERRORS := Max retries exceeded|ConnectionError|ProxyError|NameResolutionError|Temporary failure in name resolution|Network is unreachable|timed out
+
+audit: install
+	@out=$$($(PIP_AUDIT) -r $(AUDIT_REQUIREMENTS) --no-deps --disable-pip --progress-spinner off 2>&1); \
+	status=$$?; \
+	pinned=$$(grep -c '^[A-Za-z0-9].*==' $(AUDIT_REQUIREMENTS)); \
+	unchecked=$$(printf '%s\n' "$$out" | grep -c 'could not be audited'); \
+	if [ $$status -ne 0 ] && printf '%s\n' "$$out" | grep -q 'known vulnerabilit'; then \
+		printf '%s\n' "$$out"; \
+		echo "audit: FAILED: known vulnerabilities in $(AUDIT_REQUIREMENTS) (above)"; exit 1; \
+	elif [ $$unchecked -ge $$pinned ] || printf '%s\n' "$$out" | grep -Eq '$(AUDIT_NETWORK_ERRORS)'; then \
+		printf '%s\n' "$$out" | grep -E '$(AUDIT_NETWORK_ERRORS)' | tail -n 1; \
+		echo "audit: NOTICE: could not audit offline: the vulnerability service was unreachable," \
+			"so none of the $$pinned packages was checked. Run 'make audit' with network access."; \
+		[ "$(AUDIT_STRICT)" != 1 ] || { echo "audit: AUDIT_STRICT=1: failing"; exit 1; }; \
+	elif [ $$status -ne 0 ]; then \
+		printf '%s\n' "$$out"; echo "audit: FAILED: pip-audit exited $$status"; exit $$status; \
+	else \
+		printf '%s\n' "$$out"; \
+		echo "audit: no known vulnerabilities in $(AUDIT_REQUIREMENTS)" \
+			"($$((pinned - unchecked)) of $$pinned packages checked)"; \
+	fi
 
 format: install
 	$(BIN)/ruff format src tests
@@ -39,6 +70,10 @@ ui: install
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) \
 		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts
+
+# imgclf against a hand-written Keras script on one machine; writes docs/performance.md.
+bench: install
+	$(BIN)/python bench/run_benchmarks.py $(BENCH_DATA) --seeds $(BENCH_SEEDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from imgclf import __version__
 
-STAGES = ("download", "preprocess", "validate", "augment", "train", "evaluate", "promote")
+STAGES = ("download", "preprocess", "validate", "augment", "train", "evaluate", "promote", "tune")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,10 +14,33 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     return matrix
 
 
+def expected_calibration_error(
+    labels: np.ndarray, probabilities: np.ndarray, num_bins: int = 15
+) -> float:
+    """ECE: the confidence-weighted gap between accuracy and top-class confidence.
+
+    Images fall into num_bins equal-width bins by top-class probability (bin m holds
+    ((m-1)/M, m/M]); ECE = sum over bins of (share of images) * |accuracy - mean confidence|.
+    15 bins is the usual choice since Guo et al. (2017), so values compare across papers.
+    """
+    if len(labels) == 0:
+        return 0.0
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    bins = np.digitize(confidence, edges[1:-1], right=True)
+    error = 0.0
+    for index in np.unique(bins):
+        members = bins == index
+        gap = abs(correct[members].mean() - confidence[members].mean())
+        error += members.sum() / len(labels) * gap
+    return float(error)
+
+
 def classification_metrics(
     labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
 ) -> dict:
-    """accuracy, macro_f1, loss (cross-entropy) and per_class_accuracy by class name."""
+    """accuracy, macro_f1, loss (cross-entropy), ece and per_class_accuracy by class name."""
     num_classes = len(class_names)
     predicted = probabilities.argmax(axis=1)
     matrix = confusion_matrix(labels, predicted, num_classes)
@@ -40,6 +63,7 @@ def classification_metrics(
         "accuracy": float(true_positive.sum() / max(len(labels), 1)),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "loss": float(-np.log(picked).mean()),
+        "ece": expected_calibration_error(labels, probabilities),
         "per_class_accuracy": {
             name: float(recall[index]) for index, name in enumerate(class_names)
         },

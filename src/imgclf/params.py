@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # The official locations and checksums live with their readers; params resolves a null to them.
 from imgclf.data.cifar10 import CIFAR10_MD5, CIFAR10_URL
@@ -178,6 +185,11 @@ class TrainParams(_Section):
     jit_compile: Literal["auto", "on", "off"] = Field(
         "auto", description="XLA compilation of the train step; auto: on when a GPU is seen."
     )
+    deterministic: bool = Field(
+        True,
+        description="Same params, data and seed give the same weights and metrics "
+        "(TensorFlow op determinism; costs speed mainly on GPUs).",
+    )
 
 
 class MlflowParams(_Section):
@@ -192,6 +204,98 @@ class PromoteParams(_Section):
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired test.")
 
 
+# Sections a tuning trial may change: the training recipe. data, preprocess and validate would
+# change the val split the trials are compared on; mlflow, promote and tune are bookkeeping.
+TUNABLE_SECTIONS = ("augment", "model", "loss", "reg", "optimizer", "train")
+
+
+class TuneDimension(_Section):
+    """One tuned key: a range (low, high, optionally log or step) or a list of choices."""
+
+    low: int | float | None = Field(None, description="Smallest value of a numeric range.")
+    high: int | float | None = Field(None, description="Largest value of a numeric range.")
+    log: bool = Field(False, description="Sample the range on a log scale (low > 0).")
+    step: int | float | None = Field(None, gt=0, description="Spacing of a discrete range.")
+    choices: tuple[str | int | float | bool, ...] | None = Field(
+        None, min_length=1, description="Values to choose from (instead of a range)."
+    )
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> TuneDimension:
+        if self.choices is not None:
+            if (self.low, self.high, self.step) != (None, None, None) or self.log:
+                raise ValueError("give either choices or low/high (with log or step), not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give low and high (a range) or choices")
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("log needs low > 0 and no step")
+        return self
+
+    def candidates(self) -> tuple:
+        """The values checked against the params schema: every choice, or both ends."""
+        return self.choices if self.choices is not None else (self.low, self.high)
+
+
+class TuneParams(_Section):
+    trials: int = Field(20, ge=1, le=10_000, description="Most trials (experiments) to run.")
+    timeout_minutes: float = Field(
+        120.0, gt=0, description="Wall-time budget: no trial starts after it is spent."
+    )
+    metric: Literal["best_val_accuracy", "final_val_accuracy"] = Field(
+        "best_val_accuracy",
+        description="Val metric from train.json to maximise (the test split steers no choice).",
+    )
+    seed: int = Field(0, ge=0, description="Seed of the Optuna sampler.")
+    space: dict[str, TuneDimension] = Field(
+        default_factory=dict,
+        description="Dotted params key (optimizer.lr) -> its range or choices.",
+    )
+
+    @staticmethod
+    def field_of(key: str) -> tuple[type[BaseModel], str]:
+        """The section model and field name a dotted key names; ValueError when none."""
+        sections = {
+            field.alias or name: field.annotation for name, field in Params.model_fields.items()
+        }
+        section, _, name = key.partition(".")
+        model = sections.get(section)
+        if model is None or name not in model.model_fields:
+            raise ValueError(f"key {key!r} is not a params key (such as reg.l2)")
+        return model, name
+
+    @staticmethod
+    def is_integer(key: str) -> bool:
+        """Whether the key holds an int (sampled as one) rather than a float."""
+        model, name = TuneParams.field_of(key)
+        return model.model_fields[name].annotation is int
+
+    @field_validator("space")
+    @classmethod
+    def _space_names_tunable_keys(cls, space: dict[str, TuneDimension]) -> dict[str, TuneDimension]:
+        for key, dimension in space.items():
+            model, name = cls.field_of(key)
+            if key.partition(".")[0] not in TUNABLE_SECTIONS:
+                raise ValueError(
+                    f"key {key!r} cannot be tuned: only keys under "
+                    f"{', '.join(TUNABLE_SECTIONS)} may vary between trials"
+                )
+            kind = model.model_fields[name].annotation
+            if dimension.choices is None and kind not in (int, float):
+                raise ValueError(f"key {key!r} is not a number: give it choices")
+            if kind is int and dimension.step is not None and dimension.step % 1:
+                raise ValueError(f"key {key!r} holds whole numbers: step must be one too")
+            for value in dimension.candidates():
+                try:
+                    model.model_validate({name: value})
+                except ValidationError as error:
+                    reason = error.errors()[0]["msg"]
+                    raise ValueError(f"key {key!r}: {value!r} is not allowed ({reason})") from None
+        return space
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     preprocess: PreprocessParams = PreprocessParams()
@@ -204,6 +308,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     mlflow: MlflowParams = MlflowParams()
     promote: PromoteParams = PromoteParams()
+    tune: TuneParams = TuneParams()
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", populate_by_name=True, protected_namespaces=()
@@ -257,9 +362,12 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 
 
 def flatten_params(params: Params) -> dict[str, Any]:
-    """All params as dotted keys (reg.l2), the way DVC and MLflow name them."""
+    """All params as dotted keys (reg.l2), the way DVC and MLflow name them.
+
+    The `tune` section is left out: it configures searches, not the run it would be logged to.
+    """
     flat: dict[str, Any] = {}
-    for section, values in params.model_dump(by_alias=True).items():
+    for section, values in params.model_dump(by_alias=True, exclude={"tune"}).items():
         for key, value in values.items():
             flat[f"{section}.{key}"] = value
     return flat

@@ -7,7 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from imgclf.evaluation import classification_metrics, confusion_matrix
+from imgclf.evaluation import (
+    classification_metrics,
+    confusion_matrix,
+    expected_calibration_error,
+)
 
 CLASSES = ["cat", "dog", "eel"]
 LABELS = np.array([0, 0, 0, 1, 1, 2])
@@ -74,3 +78,32 @@ def test_a_class_absent_from_test_and_predictions_is_left_out_of_macro_f1() -> N
     # cat: precision 1, recall 1/2 -> F1 2/3; dog: precision 2/3, recall 1 -> F1 4/5; eel: none.
     assert metrics["macro_f1"] == pytest.approx((2 / 3 + 4 / 5) / 2)
     assert metrics["per_class_accuracy"] == pytest.approx({"cat": 0.5, "dog": 1.0, "eel": 0.0})
+
+
+def test_ece_weights_each_bin_by_its_share_of_images() -> None:
+    labels = np.array([0, 1, 1, 0])
+    probabilities = np.array([[0.9, 0.1], [0.92, 0.08], [0.45, 0.55], [0.35, 0.65]])
+    # Bins of width 1/15: 0.9 and 0.92 share (0.867, 0.933] (accuracy 1/2, confidence 0.91);
+    # 0.55 (right) and 0.65 (wrong) sit alone in (0.533, 0.6] and (0.6, 0.667].
+    expected = 2 / 4 * abs(0.5 - 0.91) + 1 / 4 * abs(1 - 0.55) + 1 / 4 * abs(0 - 0.65)
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(expected)
+
+
+def test_ece_uses_fifteen_bins_by_default() -> None:
+    labels = np.array([0, 1])
+    probabilities = np.array([[0.61, 0.39], [0.69, 0.31]])  # one right, one wrong
+    # 15 bins: apart, in (0.6, 0.667] and (0.667, 0.733]; 10 bins: together in (0.6, 0.7].
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(
+        0.5 * 0.39 + 0.5 * 0.69
+    )
+    assert expected_calibration_error(labels, probabilities, num_bins=10) == pytest.approx(0.15)
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_in_metrics() -> None:
+    labels = np.array([0, 0, 0, 1])
+    probabilities = np.tile([0.75, 0.25], (4, 1))  # 75 % sure, right 3 times in 4
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(0.0)
+    assert expected_calibration_error(labels[:0], probabilities[:0]) == 0.0
+    # Every image of the shared case sits alone in its bin: ECE is the mean |correct - conf|.
+    metrics = classification_metrics(LABELS, PROBABILITIES, CLASSES)
+    assert metrics["ece"] == pytest.approx((0.3 + 0.5 + 0.4 + 0.2 + 0.4 + 0.0) / 6)

@@ -120,7 +120,7 @@ def test_flatten_params_uses_dotted_keys_and_the_validate_alias() -> None:
     assert flat["reg.l2"] == pytest.approx(5e-4)
     assert flat["validate.min_rows"] == 7
     assert flat["data.path"] is None
-    assert not any(key.startswith("validate_") for key in flat)
+    assert not any(key.startswith(("validate_", "tune.")) for key in flat)
     sections = {key.split(".")[0] for key in flat}
     assert sections == {
         "data",

@@ -1,0 +1,242 @@
+"""End to end: a queued grid on two workers, `imgclf tune`, and the MLflow UI's REST API.
+
+The three tests share one project and run in file order: grid, then tune, then the UI test
+reads back the runs both recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from support.project import TINY_PARAMS, make_project, pipeline_env, run
+
+pytestmark = pytest.mark.slow
+
+# The model artifact is not what these tests compare; skipping it saves seconds per run.
+PARAMS = {**TINY_PARAMS, "mlflow": {"log_model": False}}
+GRID = {
+    ("categorical_crossentropy", "0.0"),
+    ("categorical_crossentropy", "0.0001"),
+    ("focal", "0.0"),
+    ("focal", "0.0001"),
+}
+COMPARED_PARAMS = {"loss.name", "reg.l2", "optimizer.name", "optimizer.lr", "train.epochs"}
+COMPARED_METRICS = {"val_accuracy", "test_accuracy", "test_ece", "train_seconds"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = make_project(tmp_path_factory.mktemp("experiments"), PARAMS)
+    run(["dvc", "repro"], path)  # the baseline: queued experiments re-run train and evaluate only
+    yield path
+    # A failed test must not leave queue workers training in the background.
+    subprocess.run(
+        ["dvc", "queue", "stop", "--kill"], cwd=path, env=pipeline_env(), capture_output=True
+    )
+
+
+def _client(project: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+
+
+def _runs_named(project: Path, names: set[str]) -> dict[str, list]:
+    client = _client(project)
+    experiment = client.get_experiment_by_name("imgclf")
+    found: dict[str, list] = {name: [] for name in names}
+    for recorded in client.search_runs([experiment.experiment_id], max_results=1000):
+        if recorded.info.run_name in found:
+            found[recorded.info.run_name].append(recorded)
+    return found
+
+
+def _experiment_rows(project: Path) -> tuple[str, dict[str, dict]]:
+    """The baseline commit and, by name, each experiment's data in `dvc exp show --json`."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    (baseline,) = [row for row in shown if row["rev"] != "workspace"]
+    rows = {}
+    for experiment in baseline["experiments"] or []:
+        for revision in experiment["revs"]:
+            rows[revision["name"]] = revision["data"]
+    return baseline["rev"], rows
+
+
+def _wait_for_queue(project: Path, timeout_seconds: float = 480) -> str:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            return status
+        time.sleep(5)  # each poll starts dvc, which competes with the training
+    raise AssertionError(f"queue still busy after {timeout_seconds} s:\n{status}")
+
+
+def test_queued_grid_on_two_workers(project: Path) -> None:
+    queued = run(
+        [
+            "dvc", "exp", "run", "--queue",
+            "-S", "loss.name=categorical_crossentropy,focal", "-S", "reg.l2=0,1e-4",
+        ],
+        project,
+    ).stdout  # fmt: skip
+    names = set(re.findall(r"Queued experiment '([\w-]+)'", queued))
+    assert len(names) == 4, queued
+    run(["dvc", "queue", "start", "-j", "2"], project)
+    status = _wait_for_queue(project)
+    assert sorted(re.findall(r"\b(Success|Failed)\b", status)) == ["Success"] * 4, status
+
+    baseline_rev, rows = _experiment_rows(project)
+    assert set(rows) == names
+    runs = _runs_named(project, names)
+    assert {name: len(found) for name, found in runs.items()} == dict.fromkeys(names, 1)
+    for name, (recorded,) in runs.items():
+        # DVC experiment -> MLflow run (dvc exp show) and back (the run's tags).
+        assert rows[name]["metrics"]["reports/metrics/train.json"]["data"]["mlflow_run_id"] == (
+            recorded.info.run_id
+        )
+        assert recorded.data.tags["dvc.exp_name"] == name
+        assert recorded.data.tags["dvc.baseline_rev"] == baseline_rev
+        assert recorded.info.status == "FINISHED"
+        logs = subprocess.run(
+            ["dvc", "queue", "logs", name], cwd=project, env=pipeline_env(), capture_output=True
+        )
+        assert b"database is locked" not in logs.stdout + logs.stderr
+        assert b"Running stage 'train'" in logs.stdout
+    grid = {(r.data.params["loss.name"], r.data.params["reg.l2"]) for (r,) in runs.values()}
+    assert grid == GRID
+    # Two workers really trained at once: some pair of runs overlaps in time.
+    spans = sorted((r.info.start_time, r.info.end_time) for (r,) in runs.values())
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+def test_tune_runs_trials_as_experiments_and_prints_the_best_line(project: Path) -> None:
+    result = run(["imgclf", "tune", "--trials", "2", "--study", "e2e"], project)
+    best_line = result.stdout.strip().splitlines()[-1]
+    words = shlex.split(best_line)
+    assert words[:3] == ["dvc", "exp", "run"] and words[3::2] == ["-S"] * (len(words[3:]) // 2)
+    best = dict(item.split("=", 1) for item in words[4::2])
+    assert set(best) == {
+        "optimizer.name",
+        "optimizer.lr",
+        "reg.l2",
+        "loss.name",
+        "loss.label_smoothing",
+    }
+
+    names = {"tune-e2e-0", "tune-e2e-1"}
+    _, rows = _experiment_rows(project)
+    assert names <= set(rows)
+    runs = _runs_named(project, names | {"tune-e2e"})
+    (parent,) = runs.pop("tune-e2e")
+    values = {}
+    for name, (recorded,) in runs.items():
+        tags = recorded.data.tags
+        assert (tags["tune.study"], tags["tune.trial"]) == ("e2e", name[-1])
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["dvc.exp_name"] == name
+        values[name] = rows[name]["metrics"]["reports/metrics/train.json"]["data"][
+            "best_val_accuracy"
+        ]
+    best_name = max(values, key=values.get)
+    assert parent.data.tags["tune.best_experiment"] == best_name
+    assert parent.data.metrics["best_value"] == pytest.approx(values[best_name])
+    assert parent.data.tags["tune.best_command"] == best_line
+    # The printed line holds the values the best trial trained with, as MLflow recorded them.
+    (best_run,) = runs[best_name]
+    for key, text in best.items():
+        recorded = best_run.data.params[key]
+        assert recorded == text or float(recorded) == pytest.approx(float(text)), key
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def ui(project: Path, tmp_path: Path) -> Iterator[str]:
+    """The MLflow UI (`mlflow server`, as `make ui` starts it) over the project's store."""
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--backend-store-uri", f"sqlite:///{project / 'mlruns' / 'mlflow.db'}",
+        "--default-artifact-root", str(project / "mlruns" / "artifacts"),
+    ]  # fmt: skip
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        env = pipeline_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+                try:
+                    with urllib.request.urlopen(f"{url}/health", timeout=2):
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, "mlflow server not healthy after 90 s"
+                    time.sleep(0.5)
+            yield url
+        finally:
+            # uvicorn runs as a child of `mlflow server`: stop the whole process group.
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _api(url: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_ui_shows_the_compared_params_and_metrics(project: Path, ui: str) -> None:
+    with urllib.request.urlopen(ui, timeout=30) as page:  # the UI's single-page app
+        assert b"<html" in page.read().lower()
+    experiment = _api(ui, "experiments/get-by-name?experiment_name=imgclf")["experiment"]
+    # The same call the UI's run table makes.
+    found = _api(
+        ui,
+        "runs/search",
+        {"experiment_ids": [experiment["experiment_id"]], "max_results": 200},
+    )["runs"]
+    trained = {}
+    for recorded in found:
+        tags = {tag["key"]: tag["value"] for tag in recorded["data"].get("tags", [])}
+        if tags.get("tune.role") == "study":
+            continue
+        trained[recorded["info"]["run_name"]] = recorded
+    # The baseline (repro), the grid's four experiments and tune's two trials.
+    assert len(trained) == 7, sorted(trained)
+    assert {"tune-e2e-0", "tune-e2e-1"} <= trained.keys()
+    for name, recorded in trained.items():
+        params = {param["key"]: param["value"] for param in recorded["data"]["params"]}
+        metrics = {metric["key"]: metric["value"] for metric in recorded["data"]["metrics"]}
+        assert params.keys() >= COMPARED_PARAMS, name
+        assert metrics.keys() >= COMPARED_METRICS, name
+        assert 0 <= metrics["test_ece"] <= 1 and metrics["train_seconds"] > 0, name
+        assert recorded["info"]["status"] == "FINISHED", name
