@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import math
+import shutil
+import sys
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from imgclf.augmentation import random_crop_flip
+
+if TYPE_CHECKING:
+    from imgclf.params import AugmentParams, ModelParams, RegParams, TrainParams
 
 
 def make_dataset(
@@ -99,6 +111,30 @@ class ArrayBatches(keras.utils.PyDataset):
             self._rng.shuffle(self._order)
 
 
+def build_classifier(
+    model_params: ModelParams,
+    reg_params: RegParams,
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    train_images: np.ndarray,
+) -> keras.Model:
+    """The configured architecture, normalising with the training images' channel statistics."""
+    from imgclf.model.architectures import ModelSpec, build_model
+    from imgclf.model.regularizers import build_kernel_regularizer
+
+    mean, std = channel_statistics(train_images)
+    spec = ModelSpec(
+        image_shape=image_shape,
+        num_classes=num_classes,
+        channel_mean=mean,
+        channel_std=std,
+        width=model_params.width,
+        dropout=reg_params.dropout,
+        kernel_regularizer=build_kernel_regularizer(reg_params.l1, reg_params.l2),
+    )
+    return build_model(model_params.arch, spec)
+
+
 def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of uint8 images, on the 0-255 scale."""
     pixels = images.reshape(-1, images.shape[-1]).astype(np.float64)
@@ -139,12 +175,25 @@ def configure_accelerator(mixed_precision: str, jit_compile: str) -> Accelerator
     return AcceleratorSetup(gpu=gpu, precision_policy=policy, jit_compile=jit)
 
 
+def make_reproducible(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and the backend; with `deterministic`, use deterministic kernels too.
+
+    Seeds alone leave TensorFlow free to pick kernels whose float sums run in any order; op
+    determinism pins them, so one seed, one data set and one set of params give one result.
+    """
+    keras.utils.set_random_seed(seed)
+    if deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
 class EpochRecorder(keras.callbacks.Callback):
     """Adds the learning rate and wall time of each epoch to the logs, and keeps them."""
 
-    def __init__(self) -> None:
+    def __init__(self, rows: list[dict[str, float]] | None = None) -> None:
         super().__init__()
-        self.rows: list[dict[str, float]] = []
+        self.rows: list[dict[str, float]] = list(rows or [])
         self._started = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -158,6 +207,150 @@ class EpochRecorder(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
 
 
+# --- Resumable training state ------------------------------------------------------------------
+
+WEIGHTS_FILE = "state.weights.h5"  # Keras insists on the .weights.h5 suffix
+
+
+def backup_key(flat_params: Mapping[str, Any], data_hash: str) -> str:
+    """Name one training's resumable state: any other param or data gets another name."""
+    payload = json.dumps({"params": flat_params, "data": data_hash}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """What an interrupted training left: epochs done, their history rows and its MLflow run."""
+
+    epoch: int
+    history: list[dict[str, float]]
+    run_id: str
+
+
+class TrainingBackup:
+    """The last completed epoch (weights with optimizer state, history) and the run's id.
+
+    Each epoch is written into a staging folder that is then renamed into place, so a SIGKILL
+    at any moment leaves that epoch whole or the one before it, never a torn checkpoint.
+    With no folder, every method does nothing (training without a backup).
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    def remember_run(self, run_id: str) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        staging = self.folder / ".run.json.partial"
+        staging.write_text(json.dumps({"run_id": run_id}), encoding="utf-8")
+        staging.replace(self.folder / "run.json")
+
+    def save(self, model: keras.Model, epoch: int, history: list[dict[str, float]]) -> None:
+        if self.folder is None:
+            return
+        staging = self.folder / f".epoch-{epoch:05d}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        model.save_weights(staging / WEIGHTS_FILE)
+        state = {"epoch": epoch, "history": history}
+        (staging / "state.json").write_text(json.dumps(state), encoding="utf-8")
+        final = self.folder / f"epoch-{epoch:05d}"
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        for older in self.folder.glob("epoch-*"):
+            if older != final:
+                shutil.rmtree(older, ignore_errors=True)
+
+    def restore(self, model: keras.Model) -> ResumePoint | None:
+        """Load the last completed epoch into the compiled model; None: start from scratch.
+
+        A state that cannot be loaded is reported and removed, and the model keeps its
+        fresh weights.
+        """
+        if self.folder is None:
+            return None
+        epochs = sorted(self.folder.glob("epoch-*"))
+        run_file = self.folder / "run.json"
+        if not epochs or not run_file.is_file():
+            return None
+        if not model.optimizer.built:  # its slots must exist to receive the saved state
+            model.optimizer.build(model.trainable_variables)
+        variables = [*model.variables, *model.optimizer.variables]
+        fresh = [keras.ops.convert_to_numpy(variable) for variable in variables]
+        try:
+            state = json.loads((epochs[-1] / "state.json").read_text(encoding="utf-8"))
+            run_id = json.loads(run_file.read_text(encoding="utf-8"))["run_id"]
+            model.load_weights(epochs[-1] / WEIGHTS_FILE)
+            point = ResumePoint(int(state["epoch"]), list(state["history"]), str(run_id))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            for variable, value in zip(variables, fresh, strict=True):
+                variable.assign(value)
+            print(
+                f"train: cannot resume from {epochs[-1]} ({error}); starting afresh",
+                file=sys.stderr,
+            )
+            self.clear()
+            return None
+        return point
+
+    def clear(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def claim_backup(folder: Path) -> Iterator[TrainingBackup]:
+    """The backup in `folder`, held by this process; a disabled one while another holds it.
+
+    Two queued experiments with the same params and data would otherwise write (and delete)
+    one state at once; the second simply trains without a backup.
+    """
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(
+                f"train: another run with these params and data holds {folder}; "
+                "training without a resumable backup",
+                file=sys.stderr,
+            )
+            yield TrainingBackup(None)
+            return
+        try:
+            yield TrainingBackup(folder)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Saves the training state after every epoch whose loss is finite."""
+
+    def __init__(self, backup: TrainingBackup, recorder: EpochRecorder) -> None:
+        super().__init__()
+        self.backup, self.recorder = backup, recorder
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        # A diverged epoch is nothing to resume from.
+        if math.isfinite(float((logs or {}).get("loss", math.nan))):
+            self.backup.save(self.model, epoch + 1, self.recorder.rows)
+
+
+# --- Fitting -----------------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
 @dataclass
 class TrainingResult:
     """What fit produced besides the weights."""
@@ -169,30 +362,97 @@ class TrainingResult:
     def best_val_accuracy(self) -> float:
         return max((row.get("val_accuracy", float("nan")) for row in self.history), default=0.0)
 
+    def summary(self, model: keras.Model, num_train_images: int, run_id: str) -> dict[str, Any]:
+        """The train.json metrics."""
+        return {
+            "train_seconds": round(self.train_seconds, 3),
+            "epochs": len(self.history),
+            "best_val_accuracy": self.best_val_accuracy,
+            "final_val_accuracy": self.history[-1].get("val_accuracy") if self.history else None,
+            "num_train_images": int(num_train_images),
+            "num_parameters": int(model.count_params()),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "mlflow_run_id": run_id,
+        }
+
+    def diverged(self, epochs: int) -> bool:
+        """Whether training stopped early or any epoch's loss is not finite."""
+        return len(self.history) < epochs or any(
+            not math.isfinite(row.get("loss", math.nan)) for row in self.history
+        )
+
+
+def make_datasets(
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    num_classes: int,
+    train_params: TrainParams,
+    augment_params: AugmentParams,
+):
+    """The training batches (seeded shuffle, online crop and flip if on) and the validation ones."""
+    crop = augment_params.online_crop_pixels if augment_params.online_crop_flip else None
+    batch_size = train_params.batch_size
+    return (
+        make_dataset(
+            *train, num_classes, batch_size, shuffle_seed=train_params.seed, crop_flip_pixels=crop
+        ),
+        make_dataset(*val, num_classes, batch_size, shuffle_seed=None),
+    )
+
+
+def save_serving_model(model: keras.Model, path: Path) -> keras.Model:
+    """Save an uncompiled copy: it serves raw pixels and needs no imgclf code to load."""
+    serving = keras.Model(model.inputs, model.outputs, name=model.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    serving.save(path)
+    return serving
+
+
+def compile_model(
+    model: keras.Model,
+    *,
+    loss: keras.losses.Loss,
+    optimizer: keras.optimizers.Optimizer,
+    jit_compile: bool | str = "auto",
+) -> None:
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
+
 
 def fit_model(
     model: keras.Model,
     train,
     val,
     *,
-    loss: keras.losses.Loss,
-    optimizer: keras.optimizers.Optimizer,
     epochs: int,
     callbacks: list[keras.callbacks.Callback],
+    loss: keras.losses.Loss | None = None,
+    optimizer: keras.optimizers.Optimizer | None = None,
     verbose: int | str = "auto",
     jit_compile: bool | str = "auto",
+    resume: ResumePoint | None = None,
+    backup: TrainingBackup | None = None,
 ) -> TrainingResult:
-    """Compile and fit; train_seconds is the wall time of `fit` alone."""
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
-    recorder = EpochRecorder()
+    """Fit (compiling first when loss and optimizer are given) from `resume` or from scratch.
+
+    train_seconds is the wall time of `fit`, plus that of the epochs a resume restored.
+    """
+    if loss is not None and optimizer is not None:
+        compile_model(model, loss=loss, optimizer=optimizer, jit_compile=jit_compile)
+    recorder = EpochRecorder(resume.history if resume else None)
+    saving = [EpochBackup(backup, recorder)] if backup is not None else []
     started = time.perf_counter()
-    # The recorder runs first so later callbacks (MLflow logging) see learning_rate too.
+    # The recorder runs first so later callbacks (backup, MLflow logging) see learning_rate too;
+    # the backup precedes logging, so a slow tracking store never delays the checkpoint.
     model.fit(
         train,
         validation_data=val,
         epochs=epochs,
-        callbacks=[recorder, keras.callbacks.TerminateOnNaN(), *callbacks],
+        initial_epoch=resume.epoch if resume else 0,
+        callbacks=[recorder, keras.callbacks.TerminateOnNaN(), *saving, *callbacks],
         verbose=verbose,
         shuffle=False,  # the dataset already reshuffles every epoch
     )
-    return TrainingResult(history=recorder.rows, train_seconds=time.perf_counter() - started)
+    earlier = sum(row.get("epoch_seconds", 0.0) for row in (resume.history if resume else []))
+    return TrainingResult(
+        history=recorder.rows, train_seconds=time.perf_counter() - started + earlier
+    )
