@@ -278,8 +278,9 @@ def register_run_model(client: MlflowClient, name: str, run_id: str) -> str:
 
 def load_version_model(client: MlflowClient, name: str, version: str) -> keras.Model:
     """A registered version's Keras model, read from its .keras file; nothing is unpickled."""
-    import keras
     import mlflow
+
+    from imgclf.model.loading import load_model_file
 
     uri = client.get_model_version_download_uri(name, version)
     with tempfile.TemporaryDirectory(prefix="imgclf-champion-") as folder:
@@ -291,7 +292,7 @@ def load_version_model(client: MlflowClient, name: str, version: str) -> keras.M
             raise PromotionError(
                 f"version {version} of {name!r} holds {len(files)} .keras files, expected one"
             )
-        return keras.saving.load_model(files[0], compile=False, safe_mode=True)
+        return load_model_file(files[0])
 
 
 def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str, str]) -> None:

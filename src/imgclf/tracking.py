@@ -7,9 +7,12 @@ import hashlib
 import importlib.metadata
 import platform
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import keras
 
@@ -22,6 +25,9 @@ _TEMP_WORKSPACE_PARTS = (".dvc", "tmp", "exps")
 
 class TrackingError(ImgclfError, RuntimeError):
     """The MLflow store cannot be reached or used."""
+
+
+Result = TypeVar("Result")
 
 
 def resolve_project_root(environ: Mapping[str, str], cwd: Path) -> Path:
@@ -189,6 +195,28 @@ def run_tags(environ: Mapping[str, str], project_root: Path, data_hash: str) -> 
     return tags
 
 
+def training_tags(
+    environ: Mapping[str, str],
+    project_root: Path,
+    data_hash: str,
+    source_info: Mapping[str, Any],
+    accelerator: Any,
+) -> dict[str, str]:
+    """run_tags plus what only training knows: data source and checksum, precision, XLA.
+
+    accelerator is the training.AcceleratorSetup in force.
+    """
+    tags = run_tags(environ, project_root, data_hash)
+    # augment, upstream, refuses data that failed validate: a training run's data passed.
+    tags["data.validation"] = "passed"
+    tags["data.source"] = str(source_info["source"])
+    if source_info.get("checksum"):
+        tags["data.checksum"] = str(source_info["checksum"])
+    tags["precision.policy"] = accelerator.precision_policy
+    tags["jit_compile"] = str(accelerator.jit_compile)
+    return tags
+
+
 @contextlib.contextmanager
 def start_run(
     experiment_id: str,
@@ -196,30 +224,92 @@ def start_run(
     tags: Mapping[str, str],
     params: Mapping[str, Any],
     log_system_metrics: bool = False,
+    reopen_run_id: str | None = None,
 ) -> Iterator[Any]:
     """An MLflow run that ends FINISHED on success, KILLED on Ctrl+C and FAILED otherwise.
 
-    log_system_metrics samples CPU, memory and (with nvidia-ml-py) GPU use into the run.
+    reopen_run_id continues a run that an interrupted training left (its params are logged
+    already); a run that no longer exists gives way to a new one. log_system_metrics samples
+    CPU, memory and (with nvidia-ml-py) GPU use into the run.
     """
     import mlflow
 
-    run = mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=run_name,
-        tags=dict(tags),
-        log_system_metrics=log_system_metrics,
-    )
+    if reopen_run_id is not None and _run_is_live(reopen_run_id):
+        run = mlflow.start_run(
+            run_id=reopen_run_id, tags=dict(tags), log_system_metrics=log_system_metrics
+        )
+    else:
+        run = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=run_name,
+            tags=dict(tags),
+            log_system_metrics=log_system_metrics,
+        )
+        reopen_run_id = None
     try:
-        mlflow.log_params({key: "" if value is None else value for key, value in params.items()})
+        if reopen_run_id is None:
+            mlflow.log_params(
+                {key: "" if value is None else value for key, value in params.items()}
+            )
         yield run
     except KeyboardInterrupt:
-        mlflow.end_run(status="KILLED")
+        _end_run("KILLED")
         raise
     except BaseException:
-        mlflow.end_run(status="FAILED")
+        _end_run("FAILED")
         raise
     else:
         mlflow.end_run(status="FINISHED")
+
+
+def _run_is_live(run_id: str) -> bool:
+    import mlflow
+
+    try:
+        return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
+    except mlflow.exceptions.MlflowException:
+        return False
+
+
+def _end_run(status: str) -> None:
+    """End the active run with `status`; a store that is gone must not hide the first error."""
+    import mlflow
+
+    try:
+        mlflow.end_run(status=status)
+    except Exception as error:  # the store is unreachable: the run stays RUNNING there
+        print(f"warning: could not mark the MLflow run {status}: {error}", file=sys.stderr)
+
+
+def retry(action: Callable[[], Result], retry_seconds: float, what: str) -> Result:
+    """Run `action` until it succeeds, waiting 1, 2, 4 ... s between tries, for retry_seconds.
+
+    Raises TrackingError naming the store when the time is up.
+    """
+    import mlflow
+
+    deadline = time.monotonic() + retry_seconds
+    wait_seconds = 1.0
+    while True:
+        try:
+            return action()
+        except (mlflow.exceptions.MlflowException, OSError) as error:
+            if time.monotonic() + wait_seconds > deadline:
+                raise TrackingError(
+                    f"could not {what} in the MLflow store at {mlflow.get_tracking_uri()} "
+                    f"(retried for {retry_seconds:.0f} s): {_first_line(error)}"
+                ) from error
+            print(
+                f"warning: could not {what} ({_first_line(error)}); retrying in "
+                f"{wait_seconds:.0f} s",
+                file=sys.stderr,
+            )
+            time.sleep(wait_seconds)
+            wait_seconds = min(wait_seconds * 2, 30.0)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 @contextlib.contextmanager
@@ -239,14 +329,98 @@ def resume_run(run_id: str) -> Iterator[Any]:
         mlflow.end_run(status=previous_status if previous_status != "RUNNING" else "FINISHED")
 
 
-class EpochLogger(keras.callbacks.Callback):
-    """Logs every epoch's metrics (loss, accuracy, val_*, learning_rate) to the active run."""
+PendingEpoch = tuple[int, dict[str, float], int]  # (step, metrics, timestamp in ms)
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs every epoch's metrics (loss, accuracy, val_*, learning_rate) to the run.
+
+    Sending happens on a background thread, so a store that hangs or is down delays the
+    logging, never the training: unsent epochs wait, and each epoch's end tries them again.
+    `flush` retries what is left once fit is done. Each epoch keeps the timestamp of its end,
+    so a retry of metrics the store did receive adds no duplicates.
+    """
+
+    def __init__(self, run_id: str | None = None, pending: Sequence[PendingEpoch] = ()) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self._pending: list[PendingEpoch] = list(pending)
+        self._lock = threading.Lock()
+        self._sender: threading.Thread | None = None
+
+    @property
+    def pending_steps(self) -> list[int]:
+        with self._lock:
+            return [step for step, _, _ in self._pending]
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
         import mlflow
 
+        # MLflow's active run is per thread: the sender needs the id itself.
+        if self.run_id is None:
+            self.run_id = mlflow.active_run().info.run_id
+        self._send_in_background()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         metrics = {key: float(value) for key, value in (logs or {}).items()}
-        mlflow.log_metrics(metrics, step=epoch + 1)
+        with self._lock:
+            self._pending.append((epoch + 1, metrics, int(time.time() * 1000)))
+        self._send_in_background()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        # One last try before fit returns, so no send is left running behind the caller.
+        if self._sender is not None:
+            self._sender.join()
+        self._try_send()
+
+    def flush(self, retry_seconds: float) -> None:
+        """Send every pending epoch, retrying for up to retry_seconds (TrackingError after)."""
+        if self._sender is not None:
+            self._sender.join()
+        retry(self._send, retry_seconds, f"log the metrics of epochs {self.pending_steps}")
+
+    def _send_in_background(self) -> None:
+        if self._sender is None or not self._sender.is_alive():
+            self._sender = threading.Thread(target=self._try_send, daemon=True)
+            self._sender.start()
+
+    def _try_send(self) -> None:
+        try:
+            self._send()
+        except Exception as error:  # kept for the next epoch or flush
+            print(
+                f"warning: MLflow store unreachable ({_first_line(error)}); epochs "
+                f"{self.pending_steps} kept, training goes on and logging is retried",
+                file=sys.stderr,
+            )
+
+    def _send(self) -> None:
+        import mlflow
+
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                step, metrics, timestamp = self._pending[0]
+            mlflow.log_metrics(metrics, step=step, run_id=self.run_id, timestamp=timestamp)
+            with self._lock:
+                self._pending.pop(0)
+
+
+def unlogged_epochs(run_id: str, history: Sequence[Mapping[str, float]]) -> list[PendingEpoch]:
+    """History rows (from a resumed training) whose metrics the run does not hold yet."""
+    import mlflow
+
+    try:
+        logged = {point.step for point in mlflow.MlflowClient().get_metric_history(run_id, "loss")}
+    except mlflow.exceptions.MlflowException:
+        logged = set()  # resend them all: a repeated point beats a lost one
+    now = int(time.time() * 1000)
+    return [
+        (int(row["epoch"]), {k: float(v) for k, v in row.items() if k != "epoch"}, now)
+        for row in history
+        if int(row["epoch"]) not in logged
+    ]
 
 
 def log_keras_model(model: keras.Model, example_images: Any) -> None:
@@ -259,6 +433,41 @@ def log_keras_model(model: keras.Model, example_images: Any) -> None:
     # Explicit requirements skip MLflow's slow requirement inference (a model reload).
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
     mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)
+
+
+def finish_logging(
+    logger: EpochLogger, log_outputs: Callable[[], None], retry_seconds: float, model_path: Path
+) -> None:
+    """Send the pending epochs, then the run's files and model, retrying each for a while.
+
+    Raises TrackingError (the run left unfinished) when the store stays out of reach.
+    """
+    try:
+        logger.flush(retry_seconds)
+        retry(log_outputs, retry_seconds, "log the run's files and model")
+    except TrackingError as error:
+        raise TrackingError(
+            f"{error}\nThe model is saved at {model_path} and the run is left unfinished; run "
+            "the stage again once the store is back: it resumes from the saved state and logs "
+            "what is missing."
+        ) from error
+
+
+def log_training_outputs(
+    metrics: Mapping[str, float],
+    files: Sequence[Path],
+    validation_report: Path,
+    model: keras.Model | None,
+    example_images: Any,
+) -> None:
+    """Log the end-of-training metrics, files, validation report and (when given) the model."""
+    import mlflow
+
+    mlflow.log_metrics(dict(metrics))
+    log_artifacts(files)
+    log_artifacts([validation_report], artifact_path="validation")
+    if model is not None:
+        log_keras_model(model, example_images)
 
 
 def log_artifacts(paths: Sequence[Path], artifact_path: str | None = None) -> None:

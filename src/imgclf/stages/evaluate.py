@@ -31,14 +31,13 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
         tracking.default_artifact_location(os.environ, project_root),
     )
 
-    import keras
-
     from imgclf.evaluation import classification_metrics, confusion_matrix
     from imgclf.figures import plot_confusion_matrix
+    from imgclf.model.loading import load_model_file
 
     class_names, _ = read_classes(args.classes)
     images, labels = load_split(args.test)
-    model = keras.saving.load_model(args.model, compile=False, safe_mode=True)
+    model = load_model_file(args.model)
     probabilities = model.predict(images, batch_size=params.train.batch_size, verbose=0)
     metrics = classification_metrics(labels, probabilities, class_names)
     metrics["mlflow_run_id"] = run_id
@@ -59,7 +58,7 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
     import mlflow
 
     with tracking.resume_run(run_id):
-        scalars = {f"test_{key}": metrics[key] for key in ("accuracy", "macro_f1", "loss")}
+        scalars = {f"test_{key}": metrics[key] for key in ("accuracy", "macro_f1", "loss", "ece")}
         for name, value in metrics["per_class_accuracy"].items():
             scalars[f"test_class_accuracy/{_metric_safe(name)}"] = value
         mlflow.log_metrics(scalars)

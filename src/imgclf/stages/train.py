@@ -17,6 +17,15 @@ from imgclf.errors import ImgclfError
 from imgclf.params import Params, flatten_params
 from imgclf.stages.common import run_stage, stage_parser
 
+# An unreachable tracking server costs seconds per call, not MLflow's default minutes; the
+# variables, when set, win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# After fit, how long unsent metrics and files are retried before the stage gives up (the
+# model stays on disk, the state stays resumable); IMGCLF_MLFLOW_RETRY_SECONDS overrides it.
+RETRY_SECONDS = 300.0
+# Resumable state lives outside DVC's outputs, in DVC's own scratch folder of the checkout.
+BACKUP_FOLDER = Path(".dvc", "tmp", "imgclf-train-backup")
+
 
 def _select_backend(backend: str) -> None:
     """Keras reads KERAS_BACKEND once, at import: set it before anything imports Keras."""
@@ -33,6 +42,8 @@ def _select_backend(backend: str) -> None:
 
 def _train(args: argparse.Namespace, params: Params) -> None:
     _select_backend(params.train.backend)
+    for variable, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(variable, value)
     from imgclf import tracking
 
     # The store is checked before any data is read or compute spent.
@@ -43,109 +54,91 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         tracking.default_artifact_location(os.environ, project_root),
     )
 
-    import keras
-
-    from imgclf.model.architectures import ModelSpec, build_model
+    from imgclf import training
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
-    from imgclf.model.regularizers import build_kernel_regularizer
-    from imgclf.training import (
-        channel_statistics,
-        configure_accelerator,
-        fit_model,
-        make_dataset,
-    )
 
-    class_names, image_shape = read_classes(args.classes)
-    train_images, train_labels = load_split(args.train)
-    val_images, val_labels = load_split(args.val)
-    settings = params.train
-    keras.utils.set_random_seed(settings.seed)
-    accelerator = configure_accelerator(settings.mixed_precision, settings.jit_compile)
-    mean, std = channel_statistics(train_images)
-    spec = ModelSpec(
-        image_shape=image_shape,
-        num_classes=len(class_names),
-        channel_mean=mean,
-        channel_std=std,
-        width=params.model.width,
-        dropout=params.reg.dropout,
-        kernel_regularizer=build_kernel_regularizer(params.reg.l1, params.reg.l2),
+    class_names, shape = read_classes(args.classes)
+    train_split, val_split = load_split(args.train), load_split(args.val)
+    train_images, val_images = train_split[0], val_split[0]
+    settings, num_classes = params.train, len(class_names)
+    training.make_reproducible(settings.seed, settings.deterministic)
+    accelerator = training.configure_accelerator(settings.mixed_precision, settings.jit_compile)
+    model = training.build_classifier(params.model, params.reg, shape, num_classes, train_images)
+    train_data, val_data = training.make_datasets(
+        train_split, val_split, num_classes, settings, params.augment
     )
-    model = build_model(params.model.arch, spec)
     steps_per_epoch = math.ceil(len(train_images) / settings.batch_size)
-    train_data = make_dataset(
-        train_images,
-        train_labels,
-        len(class_names),
-        settings.batch_size,
-        shuffle_seed=settings.seed,
-        crop_flip_pixels=params.augment.online_crop_pixels
-        if params.augment.online_crop_flip
-        else None,
-    )
-    val_data = make_dataset(
-        val_images, val_labels, len(class_names), settings.batch_size, shuffle_seed=None
+    training.compile_model(
+        model,
+        loss=build_loss(params.loss),
+        optimizer=build_optimizer(params.optimizer, steps_per_epoch, settings.epochs),
+        jit_compile=accelerator.jit_compile,
     )
     data_hash = tracking.hash_files([args.train, args.val])
-    tags = tracking.run_tags(os.environ, project_root, data_hash)
-    tags["data.validation"] = "passed"  # augment, upstream, refuses data that failed validate
-    tags["precision.policy"] = accelerator.precision_policy
-    tags["jit_compile"] = str(accelerator.jit_compile)
     source_info = json.loads(args.source_info.read_text(encoding="utf-8"))
-    tags["data.source"] = source_info["source"]
-    if source_info.get("checksum"):
-        tags["data.checksum"] = source_info["checksum"]
-    run_name = os.environ.get("DVC_EXP_NAME") or None
+    tags = tracking.training_tags(os.environ, project_root, data_hash, source_info, accelerator)
+    flat = flatten_params(params)
+    state_folder = project_root / BACKUP_FOLDER / training.backup_key(flat, data_hash)
+    retry_seconds = float(os.environ.get("IMGCLF_MLFLOW_RETRY_SECONDS", RETRY_SECONDS))
 
-    with tracking.start_run(
-        experiment_id, run_name, tags, flatten_params(params), log_system_metrics=accelerator.gpu
-    ) as run:
-        write_json(args.run_info, {"run_id": run.info.run_id, "experiment_id": experiment_id})
-        result = fit_model(
-            model,
-            train_data,
-            val_data,
-            loss=build_loss(params.loss),
-            optimizer=build_optimizer(params.optimizer, steps_per_epoch, settings.epochs),
-            epochs=settings.epochs,
-            callbacks=[tracking.EpochLogger()],
-            # A live progress bar on a terminal; one line per epoch in logs (DVC, CI).
-            verbose="auto" if sys.stdout.isatty() else 2,
-            jit_compile=accelerator.jit_compile,
-        )
-        if len(result.history) < settings.epochs or any(
-            not math.isfinite(row.get("loss", math.nan)) for row in result.history
-        ):
-            raise ImgclfError(
-                "training diverged (non-finite loss); lower optimizer.lr or add warm-up "
-                "(optimizer.warmup_epochs)"
+    with training.claim_backup(state_folder) as backup:
+        resume = backup.restore(model)
+        if resume is not None:
+            tags["resumed_from_epoch"] = str(resume.epoch)
+            print(f"train: resuming after epoch {resume.epoch} from {state_folder}")
+        with tracking.start_run(
+            experiment_id,
+            os.environ.get("DVC_EXP_NAME") or None,
+            tags,
+            flat,
+            log_system_metrics=accelerator.gpu,
+            reopen_run_id=resume.run_id if resume else None,
+        ) as run:
+            run_id = run.info.run_id
+            backup.remember_run(run_id)
+            write_json(args.run_info, {"run_id": run_id, "experiment_id": experiment_id})
+            logger = tracking.EpochLogger(
+                run_id, tracking.unlogged_epochs(run_id, resume.history) if resume else ()
             )
-        # The saved model is an uncompiled copy: it serves raw pixels and needs no imgclf code.
-        serving = keras.Model(model.inputs, model.outputs, name=model.name)
-        args.model.parent.mkdir(parents=True, exist_ok=True)
-        serving.save(args.model)
-        write_csv(args.history, result.history)
-        metrics = {
-            "train_seconds": round(result.train_seconds, 3),
-            "epochs": len(result.history),
-            "best_val_accuracy": result.best_val_accuracy,
-            "final_val_accuracy": result.history[-1].get("val_accuracy"),
-            "num_train_images": int(len(train_images)),
-            "num_parameters": int(model.count_params()),
-            "mlflow_run_id": run.info.run_id,
-        }
-        write_json(args.metrics, metrics)
-        import mlflow
-
-        mlflow.log_metrics({"train_seconds": result.train_seconds})
-        tracking.log_artifacts([Path(args.params), args.history, args.metrics])
-        tracking.log_artifacts([args.validation], artifact_path="validation")
-        if params.mlflow.log_model:
-            tracking.log_keras_model(serving, val_images[:4])
+            result = training.fit_model(
+                model,
+                train_data,
+                val_data,
+                epochs=settings.epochs,
+                callbacks=[logger],
+                # A live progress bar on a terminal; one line per epoch in logs (DVC, CI).
+                verbose="auto" if sys.stdout.isatty() else 2,
+                resume=resume,
+                backup=backup,
+            )
+            if result.diverged(settings.epochs):
+                backup.clear()  # the same params would diverge again: nothing to resume
+                raise ImgclfError(
+                    "training diverged (non-finite loss); lower optimizer.lr or add warm-up "
+                    "(optimizer.warmup_epochs)"
+                )
+            serving = training.save_serving_model(model, args.model)
+            write_csv(args.history, result.history)
+            metrics = result.summary(model, len(train_images), run_id)
+            write_json(args.metrics, metrics)
+            outputs = [Path(args.params), args.history, args.metrics]
+            tracking.finish_logging(
+                logger,
+                lambda: tracking.log_training_outputs(
+                    {"train_seconds": result.train_seconds},
+                    outputs,
+                    args.validation,
+                    serving if params.mlflow.log_model else None,
+                    val_images[:4],
+                ),
+                retry_seconds,
+                args.model,
+            )
+        backup.clear()  # finished and recorded: nothing is left to resume
     print(
         f"train: best val accuracy {metrics['best_val_accuracy']:.4f} in "
-        f"{metrics['train_seconds']:.1f} s; MLflow run {run.info.run_id}"
+        f"{metrics['train_seconds']:.1f} s; MLflow run {run_id}"
     )
 
 

@@ -1,0 +1,337 @@
+"""Reliability of the train stage, driven in-process on tiny data with a real SQLite MLflow store.
+
+Each case runs `imgclf.stages.train.main` as DVC would, minus the process start-up: faults are
+real (a closed port, a crash inside fit, a SIGTERM, a diverging optimizer), nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+
+from imgclf.data.arrays import save_split, write_classes
+from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
+from imgclf.model.loading import load_model_file
+from imgclf.params import flatten_params, load_params
+from imgclf.stages import train
+from imgclf.tracking import hash_files
+from imgclf.training import (
+    WEIGHTS_FILE,
+    ResumePoint,
+    TrainingBackup,
+    backup_key,
+    claim_backup,
+)
+from support.http import closed_port_url
+
+SIDE = 16
+# Small enough for about a second an epoch on two cores, big enough to learn a little.
+PARAMS = {
+    "model": {"arch": "resnet_small", "width": 4},
+    "train": {"epochs": 2, "batch_size": 32, "seed": 0},
+    "optimizer": {"name": "adam", "lr": 0.003, "schedule": "constant", "warmup_epochs": 0.0},
+    "augment": {"online_crop_flip": True, "online_crop_pixels": 2},
+    "mlflow": {"experiment_name": "reliability", "log_model": False},
+}
+SECRETS = {
+    "MLFLOW_TRACKING_PASSWORD": "pw-5b1f0c9e-never-logged",
+    "MLFLOW_TRACKING_TOKEN": "tok-77c2d0aa-never-logged",
+    "GITHUB_TOKEN": "ghp_0b8d3f61never0logged",
+    "AWS_SECRET_ACCESS_KEY": "aws-3e9a61c4-never-logged",
+}
+
+
+def make_workspace(folder: Path, **sections: dict) -> Path:
+    """Prepared splits, classes, validation result, source info and params.yaml, as DVC has them."""
+    train_images, train_labels = draw_synthetic(200, seed=1, image_size=SIDE)
+    val_images, val_labels = draw_synthetic(60, seed=2, image_size=SIDE)
+    save_split(folder / "data/augmented/train.npz", train_images, train_labels)
+    save_split(folder / "data/prepared/val.npz", val_images, val_labels)
+    write_classes(folder / "data/prepared/classes.json", list(SYNTHETIC_CLASSES), (SIDE, SIDE, 3))
+    (folder / "reports/validation").mkdir(parents=True)
+    (folder / "reports/validation/result.json").write_text('{"success": true}\n')
+    (folder / "data/raw").mkdir(parents=True)
+    (folder / "data/raw/source.json").write_text('{"source": "synthetic"}\n')
+    params = {section: dict(values) for section, values in PARAMS.items()}
+    for section, values in sections.items():
+        params.setdefault(section, {}).update(values)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    return folder
+
+
+ARGV = [
+    "--train", "data/augmented/train.npz", "--val", "data/prepared/val.npz",
+    "--classes", "data/prepared/classes.json", "--validation", "reports/validation/result.json",
+    "--model", "models/model.keras", "--metrics", "reports/metrics/train.json",
+    "--history", "reports/plots/history.csv", "--run-info", "reports/mlflow_run.json",
+    "--source-info", "data/raw/source.json",
+]  # fmt: skip
+
+
+@pytest.fixture
+def isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Undo what a stage run changes in this process: env, MLflow's URI, signals, determinism."""
+    yield from isolated_stage(monkeypatch)
+
+
+def isolated_stage(patch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Run the body with the stage's process-wide changes undone after, on `patch`."""
+    from mlflow.tracking._tracking_service import utils
+    from tensorflow.python.framework import config
+
+    for variable in (
+        "MLFLOW_TRACKING_URI",
+        "KERAS_BACKEND",
+        "IMGCLF_MLFLOW_RETRY_SECONDS",
+        *train.HTTP_DEFAULTS,
+    ):
+        patch.setenv(variable, "restored-after-the-test")
+        patch.delenv(variable)
+    patch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    for variable in [name for name in os.environ if name.startswith("DVC_")]:
+        patch.delenv(variable)
+    patch.setattr(utils, "_tracking_uri", utils._tracking_uri)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield patch
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        # train turns op determinism on for the whole process; other tests expect it off.
+        config.disable_op_determinism()
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+
+
+def run_train(workspace: Path, patch: pytest.MonkeyPatch) -> int:
+    patch.chdir(workspace)
+    return train.main(ARGV)
+
+
+def store(workspace: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlruns' / 'mlflow.db'}")
+
+
+def only_run(workspace: Path):
+    client = store(workspace)
+    experiment = client.get_experiment_by_name("reliability")
+    (run,) = client.search_runs([experiment.experiment_id])
+    return run
+
+
+def history_rows(workspace: Path) -> list[dict[str, str]]:
+    with open(workspace / "reports/plots/history.csv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def backup_root(workspace: Path) -> Path:
+    return workspace / train.BACKUP_FOLDER
+
+
+def state_folder(workspace: Path) -> Path:
+    params = load_params(workspace / "params.yaml")
+    data = [workspace / "data/augmented/train.npz", workspace / "data/prepared/val.npz"]
+    return backup_root(workspace) / backup_key(flatten_params(params), hash_files(data))
+
+
+def when(condition: Callable[[], bool], then: Callable[[], None], timeout: float = 120) -> None:
+    """On a background thread: wait for condition, then act (the stage holds the main thread)."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                then()
+                return
+            time.sleep(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def test_unreachable_store_fails_before_any_data_is_read(tmp_path: Path, isolate, capsys) -> None:
+    # No data at all: the stage must stop on the store before it looks for any.
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS), encoding="utf-8")
+    uri = closed_port_url("").rstrip("/")
+    isolate.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+    assert run_train(tmp_path, isolate) == 2
+    assert time.monotonic() - started < 15
+    stderr = capsys.readouterr().err
+    assert uri in stderr and "MLFLOW_TRACKING_URI" in stderr
+    assert "train.npz" not in stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_crash_inside_fit_ends_the_run_failed(tmp_path: Path, isolate) -> None:
+    workspace = make_workspace(tmp_path)
+    # Validation images of another size: the model accepts train but fit fails at validation.
+    images, labels = draw_synthetic(20, seed=3, image_size=SIDE // 2)
+    save_split(workspace / "data/prepared/val.npz", images, labels)
+    with pytest.raises(ValueError):
+        run_train(workspace, isolate)
+    run = only_run(workspace)
+    assert run.info.status == "FAILED"
+    assert not (workspace / "models/model.keras").exists()
+
+
+def test_sigterm_ends_the_run_killed_and_a_rerun_resumes_it(tmp_path: Path, isolate) -> None:
+    workspace = make_workspace(tmp_path, train={"epochs": 40})
+    folder = state_folder(workspace)
+    when(
+        lambda: (folder / "epoch-00002").is_dir(),
+        lambda: os.kill(os.getpid(), signal.SIGTERM),  # what `dvc queue kill` sends
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_train(workspace, isolate)
+    killed = only_run(workspace)
+    assert killed.info.status == "KILLED"
+    assert not (workspace / "models/model.keras").exists()
+    # The newest whole epoch is the one to resume (the one before may await its deletion).
+    kept = sorted(path.name for path in folder.glob("epoch-*"))
+    done = int(kept[-1].removeprefix("epoch-"))
+    assert 2 <= done < 40
+
+    assert run_train(workspace, isolate) == 0
+    resumed = only_run(workspace)  # the same run, reopened: no second run
+    assert resumed.info.run_id == killed.info.run_id
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.tags["resumed_from_epoch"] == str(done)
+    steps = [m.step for m in store(workspace).get_metric_history(resumed.info.run_id, "loss")]
+    assert sorted(steps) == list(range(1, 41))
+    assert [int(row["epoch"]) for row in history_rows(workspace)] == list(range(1, 41))
+    assert json.loads((workspace / "reports/metrics/train.json").read_text())["epochs"] == 40
+    assert (workspace / "models/model.keras").is_file()
+    assert not folder.exists()
+
+
+def test_divergence_fails_the_run_and_writes_no_model(tmp_path: Path, isolate, capsys) -> None:
+    workspace = make_workspace(
+        tmp_path,
+        optimizer={"name": "sgd", "lr": 10.0, "momentum": 0.99},
+        train={"epochs": 3},
+        mlflow={"log_model": True},
+    )
+    assert run_train(workspace, isolate) == 2
+    assert "training diverged" in capsys.readouterr().err
+    run = only_run(workspace)
+    assert run.info.status == "FAILED"
+    assert not (workspace / "models/model.keras").exists()
+    assert not run.outputs or not run.outputs.model_outputs  # nothing a promotion could pick up
+    assert not list(backup_root(workspace).glob("*/epoch-*"))  # nothing left to resume from
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, object]]:
+    """Seed 0 twice (the first with credentials in the environment), then seed 1."""
+    results = []
+    with pytest.MonkeyPatch.context() as patch:
+        for number, (seed, secrets) in enumerate(((0, SECRETS), (0, {}), (1, {}))):
+            workspace = make_workspace(tmp_path_factory.mktemp(f"run{number}"),
+                                       train={"seed": seed})  # fmt: skip
+            for isolated in isolated_stage(patch):
+                for variable, value in secrets.items():
+                    isolated.setenv(variable, value)
+                assert run_train(workspace, isolated) == 0
+            results.append((workspace, only_run(workspace)))
+    return results
+
+
+def _metrics(workspace: Path) -> list[dict[str, str]]:
+    return [
+        {key: value for key, value in row.items() if key != "epoch_seconds"}
+        for row in history_rows(workspace)
+    ]
+
+
+def test_same_seed_same_metrics_and_another_seed_differs(three_runs) -> None:
+    (first, run_a), (second, run_b), (third, _) = three_runs
+    assert run_a.data.params["train.deterministic"] == "True"
+    assert _metrics(first) == _metrics(second)
+    assert _metrics(first) != _metrics(third)
+    # One result, all the way down to the saved weights.
+    models = [load_model_file(ws / "models/model.keras") for ws in (first, second)]
+    for a, b in zip(models[0].get_weights(), models[1].get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_no_secret_reaches_a_param_or_tag(three_runs) -> None:
+    _, run = three_runs[0]
+    recorded = [*run.data.params.items(), *run.data.tags.items()]
+    assert len(run.data.params) > 40 and recorded
+    for secret in SECRETS.values():
+        leaks = [key for key, value in recorded if secret in key or secret in value]
+        assert leaks == [], f"{secret} leaked into {leaks}"
+
+
+# --- The resumable state itself -------------------------------------------------------------
+
+
+def compiled_dense(seed: int) -> object:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    return model
+
+
+def test_backup_restores_weights_optimizer_state_history_and_run(tmp_path: Path) -> None:
+    trained = compiled_dense(seed=1)
+    features = np.ones((8, 3), "float32")
+    trained.fit(features, np.zeros((8, 2), "float32"), epochs=3, batch_size=4, verbose=0)
+    backup = TrainingBackup(tmp_path / "state")
+    backup.remember_run("run-123")
+    backup.save(trained, 3, [{"epoch": 1, "loss": 0.5}])
+    # A kill while epoch 4 was being written leaves only its staging folder: it is ignored.
+    (tmp_path / "state" / ".epoch-00004.partial").mkdir()
+
+    fresh = compiled_dense(seed=2)
+    point = backup.restore(fresh)
+    assert point == ResumePoint(3, [{"epoch": 1, "loss": 0.5}], "run-123")
+    assert int(fresh.optimizer.iterations.numpy()) == 6  # 3 epochs of 2 steps: Adam goes on
+    for restored, saved in zip(fresh.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_array_equal(restored, saved)
+
+
+def test_an_unreadable_backup_is_dropped_and_the_model_keeps_fresh_weights(
+    tmp_path: Path, capsys
+) -> None:
+    backup = TrainingBackup(tmp_path / "state")
+    backup.remember_run("run-123")
+    backup.save(compiled_dense(seed=1), 1, [])
+    (tmp_path / "state" / "epoch-00001" / WEIGHTS_FILE).write_bytes(b"torn")
+    fresh = compiled_dense(seed=2)
+    before = fresh.get_weights()
+    assert backup.restore(fresh) is None
+    assert "starting afresh" in capsys.readouterr().err
+    for now, then in zip(fresh.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(now, then)
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_held_backup_is_not_shared(tmp_path: Path, capsys) -> None:
+    with claim_backup(tmp_path / "key") as first, claim_backup(tmp_path / "key") as second:
+        assert first.folder == tmp_path / "key" and second.folder is None
+        second.save(compiled_dense(seed=1), 1, [])  # a no-op: nothing is written
+    assert "training without a resumable backup" in capsys.readouterr().err
+    assert not (tmp_path / "key").exists()
+
+
+def test_the_backup_key_follows_every_param_and_the_data() -> None:
+    flat = flatten_params(load_params(Path(__file__).resolve().parents[2] / "params.yaml"))
+    key = backup_key(flat, "data-a")
+    assert key == backup_key(dict(flat), "data-a")
+    assert key != backup_key({**flat, "reg.l2": 0.123}, "data-a")
+    assert key != backup_key({**flat, "augment.online_crop_pixels": 1}, "data-a")
+    assert key != backup_key(flat, "data-b")
