@@ -223,7 +223,7 @@ def _wait_for_queue(project: Path, timeout_seconds: float = 480) -> str:
         status = run(["dvc", "queue", "status"], project).stdout
         if not re.search(r"\b(Queued|Running)\b", status):
             return status
-        time.sleep(2)
+        time.sleep(6)  # each poll starts dvc, which takes CPU from the two workers
     raise AssertionError(f"queue still busy after {timeout_seconds} s:\n{status}")
 
 

@@ -50,9 +50,8 @@ def _score_champion(client, name: str, version: str, test, num_classes: int, bat
 
 
 def _promote(args: argparse.Namespace, params: Params) -> int:
-    import keras
-
     from imgclf import registry, tracking
+    from imgclf.model.loading import load_model_file
 
     args.out.unlink(missing_ok=True)  # a stale report must not outlive an undecided run
     metrics = _read_json(args.eval)
@@ -78,7 +77,7 @@ def _promote(args: argparse.Namespace, params: Params) -> int:
 
     # Everything the decision needs is read and scored before anything in the registry moves.
     batch_size = params.train.batch_size
-    candidate = keras.saving.load_model(args.model, compile=False, safe_mode=True)
+    candidate = load_model_file(args.model)
     settings = params.promote
     decision = registry.decide(
         metrics,
