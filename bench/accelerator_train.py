@@ -10,6 +10,7 @@ per epoch (images/s, val accuracy) and a summary with the time to reach --target
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     from imgclf.model.optimizers import build_optimizer
     from imgclf.model.regularizers import build_kernel_regularizer
     from imgclf.params import load_params
-    from imgclf.training import channel_statistics, make_dataset
+    from imgclf.training import channel_statistics, make_dataset, online_augmentation
 
     params = load_params(args.params)
     epochs = args.epochs or params.train.epochs
@@ -74,11 +75,12 @@ def main(argv: list[str] | None = None) -> None:
         loss=build_loss(params.loss),
         metrics=["accuracy"],
     )
-    crop_flip = params.augment.online_crop_pixels if params.augment.online_crop_flip else None
+    online = online_augmentation(params.augment)
     if args.no_crop_flip:
-        crop_flip = None
+        online = dataclasses.replace(online, crop_pixels=None)
+    crop_flip = online.crop_pixels
     train = make_dataset(
-        train_x, train_y, len(class_names), batch_size, shuffle_seed=0, crop_flip_pixels=crop_flip
+        train_x, train_y, len(class_names), batch_size, shuffle_seed=0, online=online
     )
     test = make_dataset(test_x, test_y, len(class_names), 1024, shuffle_seed=None)
     clock, reached = 0.0, None

@@ -1,11 +1,15 @@
-"""Offline augmentation as pure array functions: flip, rotation, translation and crop.
+"""Augmentation as pure array functions, offline (augment stage) and per batch (train stage).
 
-All four are drawn per image and composed into one affine map, so each augmented image is
-resampled once (bilinear, mirrored borders) instead of being blurred by four warps.
+Offline, flip, rotation, translation and crop are drawn per image and composed into one affine
+map, so each augmented image is resampled once (bilinear, mirrored borders) instead of being
+blurred by four warps; colour jitter and cutout follow. Online, every training batch of every
+epoch gets a fresh random crop and flip, colour jitter, cutout, and MixUp or CutMix (which
+also mix the one-hot labels into soft ones). Images stay uint8 throughout.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +110,8 @@ def augment_copies(
     rotation_degrees: float,
     translate_fraction: float,
     crop_fraction: float,
+    color_jitter: float = 0.0,
+    cutout_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the originals followed by `copies` augmented copies of each, with labels."""
     rng = np.random.default_rng(seed)
@@ -120,7 +126,12 @@ def augment_copies(
             translate_fraction=translate_fraction,
             crop_fraction=crop_fraction,
         )
-        batches.append(apply_affine(images, draw))
+        copy = apply_affine(images, draw)
+        if color_jitter > 0:
+            copy = jitter_colors(copy, rng, color_jitter)
+        if cutout_fraction > 0:
+            copy = cutout(copy, rng, cutout_fraction)
+        batches.append(copy)
     return np.concatenate(batches), np.tile(labels, copies + 1)
 
 
@@ -151,3 +162,137 @@ def random_crop_flip(images: np.ndarray, rng: np.random.Generator, pad_pixels: i
     columns = np.where(flip[:, None], columns[:, ::-1], columns)
     batch = np.arange(count)[:, None, None]
     return padded[batch, rows[:, :, None], columns[:, None, :]]
+
+
+# --- Photometric and erasing --------------------------------------------------------------------
+
+CUTOUT_FILL = 128  # mid-grey: close to the mean pixel the models subtract
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def jitter_colors(images: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Per image: brightness, contrast and (colour images) saturation each scaled by a factor
+    drawn from [1 - strength, 1 + strength], in that order."""
+    count, channels = len(images), images.shape[-1]
+    factors = rng.uniform(1.0 - strength, 1.0 + strength, size=(3, count, 1, 1, 1))
+    pixels = images.astype(np.float32) * factors[0]
+    mean = pixels.mean(axis=(1, 2, 3), keepdims=True)
+    pixels = (pixels - mean) * factors[1] + mean
+    if channels == 3:
+        gray = pixels.mean(axis=3, keepdims=True)
+        pixels = (pixels - gray) * factors[2] + gray
+    return _to_uint8(pixels)
+
+
+def box_mask(
+    count: int, image_size: tuple[int, int], box_size: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """A bool mask [N, H, W]: one box per image, centred anywhere, clipped at the borders."""
+    (height, width), (box_height, box_width) = image_size, box_size
+    top = rng.integers(0, height, size=count) - box_height // 2
+    left = rng.integers(0, width, size=count) - box_width // 2
+    rows, columns = np.arange(height), np.arange(width)
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + box_height)
+    in_columns = (columns >= left[:, None]) & (columns < left[:, None] + box_width)
+    return in_rows[:, :, None] & in_columns[:, None, :]
+
+
+def cutout(images: np.ndarray, rng: np.random.Generator, fraction: float) -> np.ndarray:
+    """Random erasing: one square of side `fraction` of the shorter side per image, filled with
+    mid-grey; its centre is anywhere in the image, so part of it may fall outside."""
+    height, width = images.shape[1:3]
+    side = max(1, round(fraction * min(height, width)))
+    out = images.copy()
+    out[box_mask(len(images), (height, width), (side, side), rng)] = CUTOUT_FILL
+    return out
+
+
+# --- Label mixing ---------------------------------------------------------------------------------
+
+
+def mixup(
+    images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blend the batch with a shuffled copy of itself by one weight drawn from Beta(alpha,
+    alpha); labels (one-hot or soft) blend by the same weight."""
+    weight = rng.beta(alpha, alpha)
+    partner = rng.permutation(len(images))
+    pixels = weight * images.astype(np.float32) + (1 - weight) * images[partner]
+    return _to_uint8(pixels), (weight * labels + (1 - weight) * labels[partner]).astype(np.float32)
+
+
+def cutmix(
+    images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste one box from a shuffled copy of the batch into every image; the box covers about
+    1 - w of the area for w ~ Beta(alpha, alpha), and labels mix by the exact pasted share."""
+    height, width = images.shape[1:3]
+    side_share = np.sqrt(1.0 - rng.beta(alpha, alpha))
+    box = (round(height * side_share), round(width * side_share))
+    partner = rng.permutation(len(images))
+    mask = box_mask(1, (height, width), box, rng)[0]
+    out = images.copy()
+    out[:, mask] = images[partner][:, mask]
+    pasted = mask.mean()
+    return out, ((1 - pasted) * labels + pasted * labels[partner]).astype(np.float32)
+
+
+# --- The per-batch pipeline of the train stage ---------------------------------------------------
+
+BatchTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class OnlineAugmentation:
+    """What happens to every training batch, in this order: crop+flip, colour jitter, cutout,
+    then MixUp or CutMix (both on: one of the two per batch, evenly)."""
+
+    crop_pixels: int | None = None  # None: no crop and flip
+    color_jitter: float = 0.0
+    cutout_fraction: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.crop_pixels is not None or any(
+            value > 0
+            for value in (
+                self.color_jitter,
+                self.cutout_fraction,
+                self.mixup_alpha,
+                self.cutmix_alpha,
+            )
+        )
+
+    def batch_transform(self, seed: int | None) -> BatchTransform | None:
+        """A stateful (images uint8, one-hot labels) -> same function; None when nothing is on.
+
+        One generator serves every batch, so a seed fixes the whole sequence of draws as long
+        as batches arrive in order.
+        """
+        if not self.active:
+            return None
+        rng = np.random.default_rng(None if seed is None else seed + 1)
+
+        def transform(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if self.crop_pixels is not None:
+                images = random_crop_flip(images, rng, self.crop_pixels)
+            if self.color_jitter > 0:
+                images = jitter_colors(images, rng, self.color_jitter)
+            if self.cutout_fraction > 0:
+                images = cutout(images, rng, self.cutout_fraction)
+            mixers = [
+                (mix, alpha)
+                for mix, alpha in ((mixup, self.mixup_alpha), (cutmix, self.cutmix_alpha))
+                if alpha > 0
+            ]
+            if mixers:
+                mix, alpha = mixers[rng.integers(len(mixers))] if len(mixers) > 1 else mixers[0]
+                images, labels = mix(images, labels, rng, alpha)
+            return images, labels.astype(np.float32)
+
+        return transform

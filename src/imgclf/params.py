@@ -126,12 +126,30 @@ class AugmentParams(_Section):
     crop_fraction: float = Field(
         0.1, ge=0, lt=1, description="Max share of the side cut away by a random crop."
     )
+    color_jitter: float = Field(
+        0.0, ge=0, lt=1, description="Max relative change of brightness, contrast, saturation."
+    )
+    cutout_fraction: float = Field(
+        0.0, ge=0, le=1, description="Side of the erased square, share of the shorter side."
+    )
     seed: int = Field(0, ge=0, description="Seed of the augmentation draws.")
     online_crop_flip: bool = Field(
         False, description="train: a fresh random crop and flip of every image, every epoch."
     )
     online_crop_pixels: int = Field(
         4, ge=0, le=64, description="train: border (mirrored) the online crop may shift by."
+    )
+    online_color_jitter: float = Field(
+        0.0, ge=0, lt=1, description="train: color_jitter applied to every batch (0: off)."
+    )
+    online_cutout_fraction: float = Field(
+        0.0, ge=0, le=1, description="train: cutout_fraction applied to every batch (0: off)."
+    )
+    mixup_alpha: float = Field(
+        0.0, ge=0, le=10, description="train: MixUp with weights ~ Beta(alpha, alpha) (0: off)."
+    )
+    cutmix_alpha: float = Field(
+        0.0, ge=0, le=10, description="train: CutMix with box area ~ Beta(alpha, alpha) (0: off)."
     )
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from imgclf.augmentation import random_crop_flip
+from imgclf.augmentation import OnlineAugmentation
 
 if TYPE_CHECKING:
     from imgclf.params import AugmentParams, ModelParams, RegParams, TrainParams
@@ -30,27 +30,21 @@ def make_dataset(
     batch_size: int,
     *,
     shuffle_seed: int | None,
-    crop_flip_pixels: int | None = None,
+    online: OnlineAugmentation | None = None,
 ):
     """Batches of (uint8 images, one-hot float labels), reshuffled every epoch when seeded.
 
-    With crop_flip_pixels, every batch gets a fresh random crop (shift up to that many
-    pixels) and flip. tf.data under the TensorFlow backend; a NumPy-fed PyDataset elsewhere
-    (JAX), so the training core runs on machines that have no TensorFlow at all.
+    With `online`, every batch is augmented afresh (crop+flip, colour jitter, cutout, MixUp or
+    CutMix, whichever are on; mixing makes the labels soft). tf.data under the TensorFlow
+    backend; a NumPy-fed PyDataset elsewhere (JAX), so the training core runs on machines that
+    have no TensorFlow at all.
     """
-    crop_flip = _batch_crop_flip(crop_flip_pixels, shuffle_seed)
+    transform = online.batch_transform(shuffle_seed) if online is not None else None
     if keras.backend.backend() == "tensorflow":
-        return _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, crop_flip)
+        return _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform)
     return ArrayBatches(
-        images, labels, num_classes, batch_size, shuffle_seed=shuffle_seed, transform=crop_flip
+        images, labels, num_classes, batch_size, shuffle_seed=shuffle_seed, transform=transform
     )
-
-
-def _batch_crop_flip(pad_pixels: int | None, seed: int | None):
-    if pad_pixels is None:
-        return None
-    rng = np.random.default_rng(None if seed is None else seed + 1)
-    return lambda batch: random_crop_flip(batch, rng, pad_pixels)
 
 
 def _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform):
@@ -60,20 +54,23 @@ def _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+    dataset = dataset.map(
+        lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE
+    )
     if transform is not None:
         image_shape = images.shape[1:]
 
         def augment(batch, batch_labels):
-            changed = tf.numpy_function(transform, [batch], tf.uint8, stateful=True)
+            changed, mixed = tf.numpy_function(
+                transform, [batch, batch_labels], (tf.uint8, tf.float32), stateful=True
+            )
             changed.set_shape((None, *image_shape))
-            return changed, batch_labels
+            mixed.set_shape((None, num_classes))
+            return changed, mixed
 
         # One call at a time keeps the seeded draws in a reproducible order; prefetch still
         # overlaps it with the training step.
         dataset = dataset.map(augment, num_parallel_calls=1)
-    dataset = dataset.map(
-        lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE
-    )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -104,7 +101,7 @@ class ArrayBatches(keras.utils.PyDataset):
         chosen = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         one_hot = np.eye(self.num_classes, dtype=np.float32)[self.labels[chosen]]
         batch = self.images[chosen]
-        return (batch if self.transform is None else self.transform(batch)), one_hot
+        return (batch, one_hot) if self.transform is None else self.transform(batch, one_hot)
 
     def on_epoch_end(self) -> None:
         if self._rng is not None:
@@ -389,14 +386,24 @@ def make_datasets(
     train_params: TrainParams,
     augment_params: AugmentParams,
 ):
-    """The training batches (seeded shuffle, online crop and flip if on) and the validation ones."""
-    crop = augment_params.online_crop_pixels if augment_params.online_crop_flip else None
-    batch_size = train_params.batch_size
+    """The training batches (seeded shuffle, online augmentation if on) and the validation ones."""
+    batch_size, online = train_params.batch_size, online_augmentation(augment_params)
     return (
         make_dataset(
-            *train, num_classes, batch_size, shuffle_seed=train_params.seed, crop_flip_pixels=crop
+            *train, num_classes, batch_size, shuffle_seed=train_params.seed, online=online
         ),
         make_dataset(*val, num_classes, batch_size, shuffle_seed=None),
+    )
+
+
+def online_augmentation(settings: AugmentParams) -> OnlineAugmentation:
+    """The train stage's per-batch augmentation from the augment params."""
+    return OnlineAugmentation(
+        crop_pixels=settings.online_crop_pixels if settings.online_crop_flip else None,
+        color_jitter=settings.online_color_jitter,
+        cutout_fraction=settings.online_cutout_fraction,
+        mixup_alpha=settings.mixup_alpha,
+        cutmix_alpha=settings.cutmix_alpha,
     )
 
 

@@ -224,3 +224,152 @@ def test_random_crop_flip_takes_a_window_of_the_mirror_padded_image() -> None:
     assert 0 < flipped < len(images)
     same_seed = random_crop_flip(images, np.random.default_rng(0), 2)
     np.testing.assert_array_equal(out, same_seed)
+
+
+# --- Colour jitter, cutout, MixUp, CutMix and the per-batch pipeline --------------------------
+
+
+def test_zero_jitter_is_identity_and_gray_stays_gray() -> None:
+    from imgclf.augmentation import jitter_colors
+
+    images = random_images(5)
+    np.testing.assert_array_equal(jitter_colors(images, np.random.default_rng(0), 0.0), images)
+    gray = np.repeat(random_images(5, channels=1), 3, axis=3)
+    out = jitter_colors(gray, np.random.default_rng(1), 0.4)
+    # Saturation scales the distance from the channel mean, which is zero for gray pixels.
+    np.testing.assert_array_equal(out[..., 0], out[..., 1])
+    np.testing.assert_array_equal(out[..., 1], out[..., 2])
+
+
+def test_jitter_brightness_scales_the_mean_by_the_drawn_factor() -> None:
+    from imgclf.augmentation import jitter_colors
+
+    # Mid-range pixels so nothing clips: contrast and saturation keep the image mean.
+    images = np.random.default_rng(2).integers(100, 140, (4, 6, 6, 3), dtype=np.uint8)
+    out = jitter_colors(images, np.random.default_rng(7), 0.2)
+    brightness = np.random.default_rng(7).uniform(0.8, 1.2, size=(3, 4))[0]
+    expected = images.reshape(4, -1).mean(axis=1) * brightness
+    np.testing.assert_allclose(out.reshape(4, -1).mean(axis=1), expected, atol=0.6)
+    assert not np.array_equal(out, images)
+
+
+def test_box_mask_by_hand() -> None:
+    from imgclf.augmentation import box_mask
+
+    # integers(0, 6) with this seed gives the centres; the box spans centre - 1 .. centre + 1.
+    rng = np.random.default_rng(3)
+    tops = rng.integers(0, 6, size=2) - 1
+    lefts = rng.integers(0, 6, size=2) - 1
+    mask = box_mask(2, (6, 6), (3, 3), np.random.default_rng(3))
+    for index in range(2):
+        expected = np.zeros((6, 6), dtype=bool)
+        expected[max(tops[index], 0) : tops[index] + 3, max(lefts[index], 0) : lefts[index] + 3] = (
+            True
+        )
+        np.testing.assert_array_equal(mask[index], expected)
+
+
+def test_cutout_erases_one_grey_square_and_nothing_else() -> None:
+    from imgclf.augmentation import CUTOUT_FILL, cutout
+
+    images = np.zeros((50, 10, 10, 3), dtype=np.uint8)
+    out = cutout(images, np.random.default_rng(0), 0.4)
+    erased = (out == CUTOUT_FILL).all(axis=3)
+    assert ((out == 0) | (out == CUTOUT_FILL)).all()
+    counts = erased.sum(axis=(1, 2))
+    assert counts.max() == 16 and counts.min() >= 4  # 4x4 square, clipped near the borders
+    for mask in erased:  # a rectangle: its rows and columns form one solid block
+        rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        assert mask[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].all()
+    assert images.max() == 0  # the input is left alone
+
+
+def test_mixup_blends_images_and_labels_by_one_weight() -> None:
+    from imgclf.augmentation import mixup
+
+    images = random_images(8)
+    labels = np.eye(4, dtype=np.float32)[np.arange(8) % 4]
+    out, mixed = mixup(images, labels, np.random.default_rng(5), 0.4)
+    reference = np.random.default_rng(5)
+    weight = reference.beta(0.4, 0.4)
+    partner = reference.permutation(8)
+    expected = np.rint(weight * images.astype(np.float64) + (1 - weight) * images[partner])
+    assert np.abs(out.astype(np.float64) - expected).max() <= 1
+    np.testing.assert_allclose(mixed, weight * labels + (1 - weight) * labels[partner], atol=1e-6)
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-6)
+    assert out.dtype == np.uint8 and mixed.dtype == np.float32
+
+
+def test_cutmix_labels_follow_the_pasted_area() -> None:
+    from imgclf.augmentation import cutmix
+
+    images = np.stack([np.full((8, 8, 1), value, np.uint8) for value in range(0, 240, 30)])
+    labels = np.eye(8, dtype=np.float32)
+    out, mixed = cutmix(images, labels, np.random.default_rng(4), 1.0)
+    for index in range(8):
+        own = (out[index] == images[index, 0, 0]).mean()
+        assert mixed[index, index] == pytest.approx(own) or own == 1.0  # partner may be itself
+        np.testing.assert_allclose(mixed[index].sum(), 1.0, atol=1e-6)
+    assert 0 < (out != images).any(axis=(1, 2, 3)).sum() <= 8
+
+
+def test_online_augmentation_off_on_and_seeded() -> None:
+    from imgclf.augmentation import OnlineAugmentation
+
+    assert OnlineAugmentation().batch_transform(0) is None
+    images = random_images(16)
+    labels = np.eye(4, dtype=np.float32)[np.arange(16) % 4]
+    online = OnlineAugmentation(crop_pixels=2, color_jitter=0.2, cutout_fraction=0.3)
+    first = online.batch_transform(1)(images, labels)
+    again = online.batch_transform(1)(images, labels)
+    other = online.batch_transform(2)(images, labels)
+    np.testing.assert_array_equal(first[0], again[0])
+    assert not np.array_equal(first[0], other[0])
+    np.testing.assert_array_equal(first[1], labels)  # no mixing: labels stay one-hot
+    both = OnlineAugmentation(mixup_alpha=1.0, cutmix_alpha=1.0).batch_transform(0)
+    kinds = set()
+    for _ in range(12):
+        out, mixed = both(images, labels)
+        assert out.dtype == np.uint8 and mixed.shape == labels.shape
+        # CutMix leaves some pixels untouched in every image; MixUp blends all of them.
+        kinds.add("cutmix" if (out == images).all(axis=3).any(axis=(1, 2)).all() else "mixup")
+    assert kinds == {"mixup", "cutmix"}
+
+
+def test_tf_batches_carry_soft_labels_from_mixup() -> None:
+    from imgclf.augmentation import OnlineAugmentation
+    from imgclf.training import make_dataset
+
+    images = random_images(24, side=8)
+    labels = np.arange(24) % 3
+    online = OnlineAugmentation(crop_pixels=1, mixup_alpha=1.0)
+    batches = [
+        (np.asarray(batch), np.asarray(soft))
+        for batch, soft in make_dataset(images, labels, 3, 8, shuffle_seed=0, online=online)
+    ]
+    assert len(batches) == 3
+    for batch, soft in batches:
+        assert batch.dtype == np.uint8 and batch.shape == (8, 8, 8, 3)
+        np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-6)
+    assert any(((soft > 0) & (soft < 1)).any() for _, soft in batches)
+
+
+def test_offline_copies_get_jitter_and_cutout() -> None:
+    from imgclf.augmentation import CUTOUT_FILL
+
+    images = np.zeros((6, 10, 10, 3), dtype=np.uint8)
+    out, _ = augment_copies(
+        images, np.zeros(6, np.int64), 1, seed=0, **NONE, color_jitter=0.3, cutout_fraction=0.3
+    )
+    np.testing.assert_array_equal(out[:6], images)  # originals first, untouched
+    assert ((out[6:] == CUTOUT_FILL).all(axis=3).sum(axis=(1, 2)) > 0).all()
+
+
+def test_augment_params_reject_out_of_range_values() -> None:
+    from imgclf.params import ParamsError, parse_params
+
+    parsed = parse_params({"augment": {"mixup_alpha": 0.2, "online_cutout_fraction": 0.5}})
+    assert parsed.augment.mixup_alpha == 0.2 and parsed.augment.cutmix_alpha == 0.0
+    for key, value in (("mixup_alpha", -1), ("color_jitter", 1.0), ("cutout_fraction", 2)):
+        with pytest.raises(ParamsError, match=f"augment.{key}"):
+            parse_params({"augment": {key: value}})

@@ -20,6 +20,7 @@ from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.model.losses import build_loss
 from imgclf.model.optimizers import build_optimizer
 from imgclf.params import parse_params
+from imgclf.augmentation import OnlineAugmentation
 from imgclf.training import channel_statistics, configure_accelerator, fit_model, make_dataset
 
 model_path, previous = sys.argv[1], sys.argv[2]
@@ -29,7 +30,8 @@ keras.utils.set_random_seed(0)
 images, labels = draw_synthetic(128, 0)
 mean, std = channel_statistics(images)
 model = build_model("resnet_small", ModelSpec((32, 32, 3), 10, mean, std, width=4))
-train = make_dataset(images, labels, 10, 32, shuffle_seed=0, crop_flip_pixels=4)
+online = OnlineAugmentation(crop_pixels=4, cutout_fraction=0.25, mixup_alpha=0.4)
+train = make_dataset(images, labels, 10, 32, shuffle_seed=0, online=online)
 result = fit_model(model, train, make_dataset(images[:32], labels[:32], 10, 32, shuffle_seed=None),
                    loss=build_loss(params.loss), optimizer=build_optimizer(params.optimizer, 4, 1),
                    epochs=1, callbacks=[], verbose=0, jit_compile=setup.jit_compile)
@@ -76,7 +78,8 @@ def test_one_tiny_epoch_under_each_backend_and_models_cross_over(tmp_path: Path)
 def test_crop_flip_feeding_keeps_shapes_and_labels(pad: int) -> None:
     import numpy as np
 
-    from imgclf.training import ArrayBatches, random_crop_flip
+    from imgclf.augmentation import random_crop_flip
+    from imgclf.training import ArrayBatches
 
     images = np.arange(6 * 8 * 8 * 3, dtype=np.uint8).reshape(6, 8, 8, 3)
     labels = np.arange(6) % 3
@@ -86,7 +89,10 @@ def test_crop_flip_feeding_keeps_shapes_and_labels(pad: int) -> None:
         3,
         4,
         shuffle_seed=None,
-        transform=lambda batch: random_crop_flip(batch, np.random.default_rng(0), pad),
+        transform=lambda batch, one_hot: (
+            random_crop_flip(batch, np.random.default_rng(0), pad),
+            one_hot,
+        ),
     )
     first, one_hot = batches[0]
     assert first.shape == (4, 8, 8, 3) and first.dtype == np.uint8

@@ -43,6 +43,8 @@ def _write_preview(images: np.ndarray, labels: np.ndarray, params: Params, path:
             rotation_degrees=settings.rotation_degrees,
             translate_fraction=settings.translate_fraction,
             crop_fraction=settings.crop_fraction,
+            color_jitter=settings.color_jitter,
+            cutout_fraction=settings.cutout_fraction,
         )[0][len(originals) :]
         for variant in range(PREVIEW_VARIANTS)
     ]
@@ -66,6 +68,8 @@ def _augment(args: argparse.Namespace, params: Params) -> None:
         rotation_degrees=settings.rotation_degrees,
         translate_fraction=settings.translate_fraction,
         crop_fraction=settings.crop_fraction,
+        color_jitter=settings.color_jitter,
+        cutout_fraction=settings.cutout_fraction,
     )
     save_split(args.out, augmented, augmented_labels)
     _write_preview(images, labels, params, args.preview)
