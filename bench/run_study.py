@@ -1,0 +1,325 @@
+"""The lever study: one change at a time from the seed recipe, as a `dvc exp run --queue` grid.
+
+Runs every row of ROWS for every seed as a queued DVC experiment in a scratch copy of this
+repository on a class-folder data set (its carved, stratified test split), saves
+`dvc exp show --json` next to the report, and writes docs/results.md and its plot from that
+JSON alone. The report is generated: do not edit it by hand.
+
+    python bench/run_study.py ../shared/datasets/cifar10-train-jpg.tar.gz --seeds 0 1
+    python bench/run_study.py --report-only   # rebuild docs/results.md from the saved JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from run_benchmarks import SEED_RECIPE, _machine  # noqa: E402
+
+OUT = REPO / "docs" / "results.md"
+RAW = REPO / "docs" / "results" / "exp_show.json"
+PLOT = REPO / "docs" / "results" / "levers.png"
+BASELINE = "seed-recipe"
+
+# Row name (also the experiment name prefix) -> (what changes, the -S overrides on the recipe).
+ROWS: dict[str, tuple[str, dict[str, str]]] = {
+    BASELINE: ("seed recipe (seed_cnn, Adam 1e-3, cross-entropy, 10 epochs, batch 64)", {}),
+    "label-smoothing": ("label smoothing 0.1", {"loss.label_smoothing": "0.1"}),
+    "focal": ("focal loss (gamma 2, alpha 0.25)", {"loss.name": "focal"}),
+    "l2": ("L2 5e-4 on every kernel", {"reg.l2": "0.0005"}),
+    "weight-decay": (
+        "decoupled weight decay 0.05 (AdamW)",
+        {"optimizer.name": "adamw", "optimizer.weight_decay": "0.05"},
+    ),
+    "dropout": ("dropout 0.3 before the classifier", {"reg.dropout": "0.3"}),
+    "sgd-nesterov-cosine": (
+        "SGD 0.03, Nesterov momentum 0.9, cosine schedule (instead of Adam, constant)",
+        {
+            "optimizer.name": "sgd",
+            "optimizer.lr": "0.03",
+            "optimizer.momentum": "0.9",
+            "optimizer.nesterov": "true",
+            "optimizer.schedule": "cosine",
+        },
+    ),
+    "crop-flip": ("online random crop (4 px) + flip", {"augment.online_crop_flip": "true"}),
+    "cutout": ("online cutout, half the side", {"augment.online_cutout_fraction": "0.5"}),
+    "color-jitter": ("online colour jitter 0.3", {"augment.online_color_jitter": "0.3"}),
+    "offline-copies": (
+        "1 stored augmented copy per image (flip, rotation, shift, crop)",
+        {"augment.copies": "1"},
+    ),
+    "mixup": ("MixUp, alpha 0.2", {"augment.mixup_alpha": "0.2"}),
+    "cutmix": ("CutMix, alpha 1.0", {"augment.cutmix_alpha": "1.0"}),
+}
+DATA_STAGES = ("download", "preprocess", "validate", "augment")
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def experiment_name(row: str, seed: int) -> str:
+    return f"study-{row}-s{seed}"
+
+
+def run_grid(data: Path, seeds: list[int], rows: list[str], workdir: Path, jobs: int) -> list:
+    """Queue every row x seed, run the queue, return `dvc exp show --json`."""
+    from support.project import make_project, pipeline_env
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    project = make_project(workdir, {"data": {"source": "folder", "path": str(data.resolve())}})
+    env = pipeline_env()
+    for stage in DATA_STAGES:
+        _run(["dvc", "repro", "--single-item", stage], project, env)
+    # Queued experiments start from the last commit: it must hold the data stages' lock.
+    _run(["git", "add", "dvc.lock"], project, env)
+    _run(["git", "commit", "-qm", "data stages for the study"], project, env)
+    for seed in seeds:
+        for row in rows:
+            overrides = ROWS[row][1]
+            command = ["dvc", "exp", "run", "--queue", "--name", experiment_name(row, seed)]
+            for key, value in {**SEED_RECIPE, **overrides, "train.seed": str(seed)}.items():
+                command += ["-S", f"{key}={value}"]
+            _run(command, project, env)
+    started = time.monotonic()
+    _run(["dvc", "queue", "start", "-j", str(jobs)], project, env)
+    total = len(rows) * len(seeds)
+    while True:
+        time.sleep(30)
+        status = _run(["dvc", "queue", "status"], project, env)
+        pending = sum(word in status for word in ("Queued", "Running"))
+        counts = {word: status.count(word) for word in ("Queued", "Running", "Success", "Failed")}
+        minutes = (time.monotonic() - started) / 60
+        print(f"[{minutes:5.1f} min] {counts} of {total}", flush=True)
+        if not pending:
+            break
+    if counts["Failed"]:
+        print(f"warning: {counts['Failed']} experiments failed; see `dvc queue logs`", flush=True)
+    return json.loads(_run(["dvc", "exp", "show", "--json"], project, env))
+
+
+# --- From `dvc exp show --json` to the report ------------------------------------------------
+
+
+def _revisions(shown: list) -> list[dict]:
+    """Every experiment revision in the JSON, with its name and data."""
+    found = []
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            for revision in experiment.get("revs") or []:
+                found.append({"name": revision.get("name") or experiment.get("name"), **revision})
+    return found
+
+
+def _file_data(data: dict, section: str, suffix: str) -> dict:
+    for path, content in (data.get(section) or {}).items():
+        if path.endswith(suffix):
+            return content.get("data") or {}
+    return {}
+
+
+def collect(shown: list) -> dict[str, list[dict]]:
+    """Row -> one record per finished seed (accuracy, wall time, params) from the JSON."""
+    rows: dict[str, list[dict]] = {row: [] for row in ROWS}
+    pattern = re.compile(r"^study-(?P<row>.+)-s(?P<seed>\d+)$")
+    for revision in _revisions(shown):
+        match = pattern.match(revision.get("name") or "")
+        data = revision.get("data") or {}
+        if not match or match["row"] not in rows:
+            continue
+        evaluation = _file_data(data, "metrics", "eval.json")
+        train = _file_data(data, "metrics", "train.json")
+        if "accuracy" not in evaluation:
+            continue  # failed or unfinished: reported as missing
+        rows[match["row"]].append(
+            {
+                "seed": int(match["seed"]),
+                "accuracy": float(evaluation["accuracy"]),
+                "ece": evaluation.get("ece"),
+                "train_seconds": float(train.get("train_seconds", math.nan)),
+                "params": _file_data(data, "params", "params.yaml"),
+            }
+        )
+    return rows
+
+
+def _mean_std(values: list[float], digits: int = 4) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def _gain(records: list[dict], baseline: list[dict]) -> float | None:
+    if not records or not baseline:
+        return None
+    mean = statistics.mean
+    return mean(r["accuracy"] for r in records) - mean(r["accuracy"] for r in baseline)
+
+
+def _verdict(records: list[dict], baseline: list[dict]) -> str:
+    """Helped / hurt only when the gap exceeds both rows' seed-to-seed spread."""
+    gain = _gain(records, baseline)
+    if gain is None or len(records) < 2 or len(baseline) < 2:
+        return "not enough seeds"
+    spread = max(
+        statistics.stdev(r["accuracy"] for r in records),
+        statistics.stdev(r["accuracy"] for r in baseline),
+    )
+    if gain > 2 * spread and gain > 0.002:
+        return "helped"
+    if gain < -2 * spread and gain < -0.002:
+        return "hurt"
+    return "no clear effect"
+
+
+def write_plot(rows: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    baseline = rows[BASELINE]
+    names = [row for row in ROWS if row != BASELINE and rows[row]]
+    gains = [100 * (_gain(rows[row], baseline) or 0.0) for row in names]
+    spreads = [
+        100 * statistics.stdev(r["accuracy"] for r in rows[row]) if len(rows[row]) > 1 else 0.0
+        for row in names
+    ]
+    figure, axes = plt.subplots(figsize=(7, 0.4 * len(names) + 1.2))
+    colours = ["tab:green" if gain > 0 else "tab:red" for gain in gains]
+    axes.barh(names, gains, xerr=spreads, color=colours, capsize=3)
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.invert_yaxis()
+    axes.set_xlabel("test accuracy change vs the seed recipe (points; bars: ±1 std over seeds)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(shown: list, meta: dict, out: Path = OUT, plot: Path = PLOT) -> None:
+    rows = collect(shown)
+    baseline = rows[BASELINE]
+    seeds = sorted({record["seed"] for records in rows.values() for record in records})
+    lines = [
+        "# Which levers help: one change at a time from the seed recipe",
+        "",
+        "Generated by `bench/run_study.py` from `dvc exp show --json` (saved in",
+        "[results/exp_show.json](results/exp_show.json)); do not edit by hand. Reproduce with:",
+        "",
+        "```bash",
+        f"python bench/run_study.py {meta.get('data', '<class-folder data>')} "
+        f"--seeds {' '.join(map(str, seeds))}",
+        "python bench/run_study.py --report-only   # this page from the saved JSON",
+        "```",
+        "",
+        f"Data: {meta.get('data_description', 'see the command')}. "
+        f"Machine: {meta.get('machine', 'unknown')}. Date: {meta.get('date', 'unknown')}. "
+        f"Code: commit {meta.get('commit', 'unknown')}.",
+        "",
+        "Every row is the seed recipe with one change, queued with `dvc exp run --queue` and run "
+        f"by `dvc queue start -j {meta.get('jobs', 1)}`; test accuracy on the carved test split, "
+        "mean ± standard deviation over the seeds (`train.seed`). Train seconds is the `fit` wall "
+        "time from train.json. A verdict of helped/hurt needs the gap to exceed twice the larger "
+        "seed-to-seed spread of the two rows.",
+        "",
+        "| row | change | seeds | test accuracy | Δ vs recipe (points) | ECE | train seconds "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row, (description, _) in ROWS.items():
+        records = sorted(rows[row], key=lambda record: record["seed"])
+        gain = _gain(records, baseline)
+        eces = [float(r["ece"]) for r in records if r.get("ece") is not None]
+        lines.append(
+            f"| {row} | {description} | {len(records)} | "
+            f"{_mean_std([r['accuracy'] for r in records])} | "
+            f"{'—' if gain is None or row == BASELINE else f'{100 * gain:+.2f}'} | "
+            f"{_mean_std(eces, 3)} | {_mean_std([r['train_seconds'] for r in records], 0)} | "
+            f"{'—' if row == BASELINE else _verdict(records, baseline)} |"
+        )
+    ranked = sorted(
+        (row for row in ROWS if row != BASELINE and _gain(rows[row], baseline) is not None),
+        key=lambda row: _gain(rows[row], baseline),
+        reverse=True,
+    )
+    helped = [row for row in ranked if _verdict(rows[row], baseline) == "helped"]
+    not_helped = [row for row in ranked if _verdict(rows[row], baseline) != "helped"]
+    lines += ["", "![accuracy change per lever](results/levers.png)", "", "## Summary", ""]
+    if ranked:
+        best = ", ".join(
+            f"{row} ({100 * _gain(rows[row], baseline):+.2f} points)" for row in ranked[:3]
+        )
+        lines.append(f"- Three best single changes by mean gain: {best}.")
+    lines.append(f"- Helped beyond the seed spread: {', '.join(helped) or 'none'}.")
+    lines.append(f"- Did not help (no clear effect or hurt): {', '.join(not_helped) or 'none'}.")
+    missing = [row for row in ROWS if len(rows[row]) < len(seeds)]
+    if missing:
+        lines.append(f"- Missing seeds (failed or not run): {', '.join(missing)}.")
+    lines += ["", *meta.get("notes", []), ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    write_plot(rows, plot)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, nargs="?", help="class-folder directory or archive")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--jobs", type=int, default=1, help="queue workers (dvc queue start -j)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/imgclf-study"))
+    parser.add_argument("--report-only", action="store_true", help="rebuild from the saved JSON")
+    parser.add_argument("--note", action="append", default=[], help="a line added to the report")
+    args = parser.parse_args()
+    if args.report_only:
+        saved = json.loads(RAW.read_text(encoding="utf-8"))
+        notes = args.note or saved["meta"].get("notes", [])
+        write_report(saved["exp_show"], {**saved["meta"], "notes": notes})
+        print(f"wrote {OUT}")
+        return
+    if args.data is None:
+        parser.error("give the class-folder data (or --report-only)")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    meta = {
+        "data": str(args.data),
+        "data_description": f"{args.data.name} (class folders; preprocess carves a stratified "
+        "test split)",
+        "machine": _machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": commit,
+        "jobs": args.jobs,
+        "notes": args.note,
+    }
+    shown = run_grid(args.data, args.seeds, args.rows, args.workdir, args.jobs)
+    RAW.parent.mkdir(parents=True, exist_ok=True)
+    RAW.write_text(json.dumps({"meta": meta, "exp_show": shown}, indent=1), encoding="utf-8")
+    write_report(shown, meta)
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

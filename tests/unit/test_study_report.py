@@ -1,0 +1,82 @@
+"""bench/run_study.py: from `dvc exp show --json` rows to docs/results.md's numbers and verdicts.
+
+The JSON below follows DVC 3's layout (workspace entry, then the baseline commit whose
+`experiments` hold `revs` with `name` and `data.metrics` / `data.params`); the study script
+reads real output of that layout in its own runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+run_study = pytest.importorskip("run_study")
+
+
+def _revision(name: str, accuracy: float, seconds: float = 90.0) -> dict:
+    return {
+        "rev": name[::-1],
+        "name": name,
+        "data": {
+            "metrics": {
+                "reports/metrics/eval.json": {"data": {"accuracy": accuracy, "ece": 0.05}},
+                "reports/metrics/train.json": {"data": {"train_seconds": seconds}},
+            },
+            "params": {"params.yaml": {"data": {"train": {"seed": int(name[-1])}}}},
+        },
+    }
+
+
+def _shown(results: dict[str, list[float]]) -> list:
+    experiments = [
+        {"name": f"study-{row}-s{seed}", "revs": [_revision(f"study-{row}-s{seed}", accuracy)]}
+        for row, accuracies in results.items()
+        for seed, accuracy in enumerate(accuracies)
+    ]
+    # A stranger experiment and an unfinished one are ignored.
+    experiments.append({"name": "other", "revs": [_revision("exp-abc12-s0", 0.99)]})
+    unfinished = _revision("study-cutmix-s0", 0.0)
+    unfinished["data"]["metrics"] = {}
+    experiments.append({"name": "study-cutmix-s0", "revs": [unfinished]})
+    return [
+        {"rev": "workspace", "name": None, "data": {}, "experiments": None},
+        {"rev": "0123abc", "name": "main", "data": {}, "experiments": experiments},
+    ]
+
+
+RESULTS = {
+    "seed-recipe": [0.60, 0.62],
+    "mixup": [0.66, 0.67],  # +5.5 points, spread 0.014: helped
+    "focal": [0.59, 0.64],  # +0.5 points within the spread: no clear effect
+    "dropout": [0.50, 0.52],  # -10 points: hurt
+}
+
+
+def test_collect_keeps_finished_study_runs_by_row() -> None:
+    rows = run_study.collect(_shown(RESULTS))
+    assert [record["accuracy"] for record in rows["mixup"]] == [0.66, 0.67]
+    assert rows["cutmix"] == [] and rows["l2"] == []
+    assert {record["seed"] for record in rows["seed-recipe"]} == {0, 1}
+
+
+def test_report_numbers_verdicts_and_best_changes(tmp_path: Path) -> None:
+    out, plot = tmp_path / "results.md", tmp_path / "levers.png"
+    run_study.write_report(_shown(RESULTS), {"jobs": 1}, out=out, plot=plot)
+    text = out.read_text(encoding="utf-8")
+    line = {
+        row: next(x for x in text.splitlines() if x.startswith(f"| {row} |")) for row in RESULTS
+    }
+    assert "0.6650 ± 0.0071" in line["mixup"] and "+5.50" in line["mixup"]
+    assert line["mixup"].endswith("| helped |")
+    assert line["focal"].endswith("| no clear effect |")
+    assert "-10.00" in line["dropout"] and line["dropout"].endswith("| hurt |")
+    assert "Three best single changes by mean gain: mixup (+5.50 points), focal (+0.50 points)" in (
+        text
+    )
+    assert "Did not help (no clear effect or hurt): focal, dropout." in text
+    assert "Missing seeds (failed or not run):" in text and "cutmix" in text
+    assert plot.stat().st_size > 1000
