@@ -22,9 +22,19 @@ from imgclf.errors import ImgclfError
 
 # Names the registries in imgclf.model accept; tests/unit/test_params.py keeps them in step.
 ARCHITECTURE_NAMES = ("seed_cnn", "resnet_small")
-LOSS_NAMES = ("categorical_crossentropy", "focal")
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULE_NAMES = ("constant", "cosine", "exponential")
+LOSS_NAMES = (
+    "categorical_crossentropy",
+    "focal",
+    "class_weighted_crossentropy",
+    "poly1",
+    "symmetric_crossentropy",
+    "squared_hinge",
+)
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "nadam", "lion")
+SCHEDULE_NAMES = ("constant", "cosine", "exponential", "step", "one_cycle")
+# Losses whose targets are margins or the labels' logarithm, where smoothing the labels would
+# change what the loss means rather than soften it.
+LOSSES_WITHOUT_SMOOTHING = ("symmetric_crossentropy", "squared_hinge")
 
 
 class ParamsError(ImgclfError, ValueError):
@@ -167,12 +177,30 @@ class LossParams(_Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing factor.")
     focal_gamma: float = Field(2.0, ge=0, le=10, description="focal: focusing parameter.")
     focal_alpha: float = Field(0.25, gt=0, le=1, description="focal: class balance weight.")
+    poly_epsilon: float = Field(
+        1.0, ge=-1, le=100, description="poly1: weight of the (1 - p_true) term added to CE."
+    )
+    sce_alpha: float = Field(
+        0.1, ge=0, le=100, description="symmetric_crossentropy: weight of the CE term."
+    )
+    sce_beta: float = Field(
+        1.0, ge=0, le=100, description="symmetric_crossentropy: weight of the reverse CE term."
+    )
+    hinge_margin: float = Field(
+        1.0, gt=0, le=100, description="squared_hinge: margin between true and other logits."
+    )
 
 
 class RegParams(_Section):
     l1: float = Field(0.0, ge=0, le=1, description="L1 penalty on kernels.")
     l2: float = Field(0.0, ge=0, le=1, description="L2 penalty on kernels.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
+    spatial_dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout of whole feature maps after each conv block."
+    )
+    max_norm: float | None = Field(
+        None, ge=0, description="Cap on each unit's incoming kernel norm (null or 0: off)."
+    )
 
 
 class OptimizerParams(_Section):
@@ -186,7 +214,19 @@ class OptimizerParams(_Section):
     )
     warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up length in epochs.")
     decay_rate: float = Field(
-        0.9, gt=0, le=1, description="exponential: multiplier applied per epoch."
+        0.9, gt=0, le=1, description="exponential: multiplier per epoch; step: per step."
+    )
+    step_epochs: tuple[int, ...] | None = Field(
+        None, description="step: epochs (from the start) at which the rate is multiplied."
+    )
+    step_every: int | None = Field(
+        None, ge=1, description="step: multiply the rate every this many epochs."
+    )
+    one_cycle_rise_fraction: float = Field(
+        0.3, gt=0, lt=1, description="one_cycle: share of the steps spent rising to lr."
+    )
+    clip_norm: float | None = Field(
+        None, gt=0, description="Clip gradients to this global norm (null: off)."
     )
 
 
@@ -341,6 +381,70 @@ class Params(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _levers_fit(self) -> Params:
+        _check_loss(self.loss)
+        _check_schedule(self.optimizer, self.train.epochs)
+        return self
+
+
+# Rules across keys live here, not in their sections: `tune` checks each tuned value against
+# its section alone, and a rule there would judge it against the other keys' defaults.
+
+
+def _check_loss(loss: LossParams) -> None:
+    if loss.name in LOSSES_WITHOUT_SMOOTHING and loss.label_smoothing > 0:
+        why = {
+            "symmetric_crossentropy": "its reverse term takes the log of the labels, and it "
+            "is itself the remedy for noisy labels",
+            "squared_hinge": "a margin loss has no probability targets to smooth",
+        }[loss.name]
+        raise ValueError(
+            f"loss.label_smoothing ({loss.label_smoothing}) does not combine with loss.name "
+            f"{loss.name!r} ({why}): set loss.label_smoothing to 0"
+        )
+    if loss.name == "symmetric_crossentropy" and loss.sce_alpha == loss.sce_beta == 0:
+        raise ValueError(
+            "loss.sce_alpha and loss.sce_beta are both 0, so the loss is 0: make one positive"
+        )
+
+
+def _check_schedule(optimizer: OptimizerParams, epochs: int) -> None:
+    warmup, listed, every = optimizer.warmup_epochs, optimizer.step_epochs, optimizer.step_every
+    if optimizer.schedule == "step" and (listed is None) == (every is None):
+        raise ValueError(
+            "optimizer.schedule 'step' needs exactly one of optimizer.step_epochs (a list of "
+            "epochs) or optimizer.step_every (a period in epochs); set the other to null"
+        )
+    if optimizer.schedule != "step" and (listed is not None or every is not None):
+        raise ValueError(
+            "optimizer.step_epochs and optimizer.step_every apply to schedule 'step' only, "
+            f"not {optimizer.schedule!r}: set them to null"
+        )
+    if optimizer.schedule == "one_cycle" and warmup > 0:
+        raise ValueError(
+            "optimizer.schedule 'one_cycle' has its own rise (optimizer.one_cycle_rise_fraction): "
+            "set optimizer.warmup_epochs to 0"
+        )
+    if listed is not None:
+        if not listed or any(b <= a for a, b in zip(listed, listed[1:], strict=False)):
+            raise ValueError(
+                f"optimizer.step_epochs {list(listed)} must be a non-empty, strictly increasing "
+                "list of epochs"
+            )
+        for epoch in listed:
+            if not warmup < epoch < epochs:
+                raise ValueError(
+                    f"optimizer.step_epochs: epoch {epoch} is not after the warm-up ({warmup} "
+                    f"epochs) and before the end (train.epochs {epochs}), so that step would "
+                    "never change the rate"
+                )
+    if every is not None and not warmup < every < epochs:
+        raise ValueError(
+            f"optimizer.step_every ({every}) must be after the warm-up ({warmup} epochs) and "
+            f"below train.epochs ({epochs}), or its first step falls in the warm-up or never comes"
+        )
+
 
 def _format_error(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error["loc"])
@@ -389,3 +493,16 @@ def flatten_params(params: Params) -> dict[str, Any]:
         for key, value in values.items():
             flat[f"{section}.{key}"] = value
     return flat
+
+
+def lever_warnings(params: Params) -> dict[str, str]:
+    """Settings that are allowed but probably unintended: MLflow tag name -> message."""
+    warnings: dict[str, str] = {}
+    if params.reg.l2 > 0 and params.optimizer.weight_decay > 0:
+        warnings["warning.l2_with_weight_decay"] = (
+            f"reg.l2 ({params.reg.l2}) and optimizer.weight_decay "
+            f"({params.optimizer.weight_decay}) both shrink the weights; with adaptive "
+            "optimizers the L2 penalty is rescaled per weight while the decoupled decay is not, "
+            "so the two interact: usually keep one and set the other to 0"
+        )
+    return warnings

@@ -128,6 +128,8 @@ def build_classifier(
         width=model_params.width,
         dropout=reg_params.dropout,
         kernel_regularizer=build_kernel_regularizer(reg_params.l1, reg_params.l2),
+        spatial_dropout=reg_params.spatial_dropout,
+        max_norm=reg_params.max_norm,
     )
     return build_model(model_params.arch, spec)
 

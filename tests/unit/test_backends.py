@@ -17,24 +17,29 @@ import json, sys
 import keras, numpy as np
 from imgclf.data.synthetic import draw_synthetic
 from imgclf.model.architectures import ModelSpec, build_model
-from imgclf.model.losses import build_loss
+from imgclf.model.losses import build_loss, class_weights_from_labels
 from imgclf.model.optimizers import build_optimizer
 from imgclf.params import parse_params
 from imgclf.augmentation import OnlineAugmentation
 from imgclf.training import channel_statistics, configure_accelerator, fit_model, make_dataset
 
 model_path, previous = sys.argv[1], sys.argv[2]
-params = parse_params({"optimizer": {"name": "adam", "lr": 0.002, "schedule": "cosine"}})
+params = parse_params(json.loads(sys.argv[3]))
 setup = configure_accelerator("auto", "auto")
 keras.utils.set_random_seed(0)
 images, labels = draw_synthetic(128, 0)
 mean, std = channel_statistics(images)
-model = build_model("resnet_small", ModelSpec((32, 32, 3), 10, mean, std, width=4))
+model = build_model("resnet_small", ModelSpec((32, 32, 3), 10, mean, std, width=4,
+                    spatial_dropout=params.reg.spatial_dropout, max_norm=params.reg.max_norm))
 online = OnlineAugmentation(crop_pixels=4, cutout_fraction=0.25, mixup_alpha=0.4)
 train = make_dataset(images, labels, 10, 32, shuffle_seed=0, online=online)
 result = fit_model(model, train, make_dataset(images[:32], labels[:32], 10, 32, shuffle_seed=None),
-                   loss=build_loss(params.loss), optimizer=build_optimizer(params.optimizer, 4, 1),
-                   epochs=1, callbacks=[], verbose=0, jit_compile=setup.jit_compile)
+                   loss=build_loss(params.loss, class_weights_from_labels(labels, 10)),
+                   optimizer=build_optimizer(params.optimizer, 4, 1), epochs=1,
+                   callbacks=[], verbose=0, jit_compile=setup.jit_compile)
+kernels = [np.asarray(layer.get_weights()[0]) for layer in model.layers
+           if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+max_unit_norm = max(float(np.sqrt((k**2).reshape(-1, k.shape[-1]).sum(0)).max()) for k in kernels)
 model.save(model_path)
 reloaded = keras.saving.load_model(model_path, compile=False, safe_mode=True)
 probabilities = model.predict(images[:8], verbose=0)
@@ -45,14 +50,33 @@ if previous != "-":
     other = earlier.predict(images[:8], verbose=0).shape
 print(json.dumps({"backend": keras.backend.backend(), "loss": result.history[0]["loss"],
                   "policy": setup.precision_policy, "gpu": setup.gpu, "reload_matches": same,
-                  "other_backend_output": other}))
+                  "other_backend_output": other, "max_unit_norm": max_unit_norm}))
 """
 
 
-def _run_backend(backend: str, model_path: Path, previous: Path | None) -> dict:
+# The classic levers under TensorFlow; new losses, optimizers, schedules and regularizers
+# (written with keras.ops) under JAX.
+CLASSIC = {"optimizer": {"name": "adam", "lr": 0.002, "schedule": "cosine"}}
+NEW_LEVERS = {
+    "loss": {"name": "poly1", "poly_epsilon": 1.0},
+    "reg": {"spatial_dropout": 0.1, "max_norm": 0.5},
+    "optimizer": {
+        "name": "lion",
+        "lr": 3e-4,
+        "schedule": "one_cycle",
+        "warmup_epochs": 0,
+        "clip_norm": 1.0,
+    },
+}
+
+
+def _run_backend(
+    backend: str, model_path: Path, previous: Path | None, params: dict | None = None
+) -> dict:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    settings = json.dumps(params or CLASSIC)
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(model_path), str(previous or "-")],
+        [sys.executable, "-c", SCRIPT, str(model_path), str(previous or "-"), settings],
         env=env,
         capture_output=True,
         text=True,
@@ -64,7 +88,7 @@ def _run_backend(backend: str, model_path: Path, previous: Path | None) -> dict:
 
 def test_one_tiny_epoch_under_each_backend_and_models_cross_over(tmp_path: Path) -> None:
     tensorflow = _run_backend("tensorflow", tmp_path / "tf.keras", None)
-    jax = _run_backend("jax", tmp_path / "jax.keras", tmp_path / "tf.keras")
+    jax = _run_backend("jax", tmp_path / "jax.keras", tmp_path / "tf.keras", NEW_LEVERS)
     for outcome, name in ((tensorflow, "tensorflow"), (jax, "jax")):
         assert outcome["backend"] == name
         assert 0 < outcome["loss"] < 10
@@ -72,6 +96,9 @@ def test_one_tiny_epoch_under_each_backend_and_models_cross_over(tmp_path: Path)
         # No GPU here: auto keeps float32 math.
         assert outcome["gpu"] is False and outcome["policy"] == "float32"
     assert jax["other_backend_output"] == [8, 10]
+    # reg.max_norm held every kernel under JAX's stateless optimizer step too.
+    assert jax["max_unit_norm"] <= NEW_LEVERS["reg"]["max_norm"] * (1 + 1e-5)
+    assert tensorflow["max_unit_norm"] > NEW_LEVERS["reg"]["max_norm"]
 
 
 @pytest.mark.parametrize("pad", [0, 2])

@@ -191,9 +191,9 @@ def test_build_optimizer_classes(name, cls, weight_decay, expected_decay) -> Non
 
 def test_unknown_optimizer_and_schedule_list_the_valid_names() -> None:
     with pytest.raises(ValueError, match="sgd, adam, adamw, rmsprop"):
-        build_optimizer(OptimizerParams.model_construct(name="lion"), 2, 2)
+        build_optimizer(OptimizerParams.model_construct(name="adagrad"), 2, 2)
     with pytest.raises(ValueError, match="constant, cosine, exponential"):
-        build_schedule(OptimizerParams.model_construct(schedule="step"), 2, 2)
+        build_schedule(OptimizerParams.model_construct(schedule="linear"), 2, 2)
 
 
 def test_warmup_schedule_survives_serialization() -> None:

@@ -146,15 +146,18 @@ def test_flatten_params_uses_dotted_keys_and_the_validate_alias() -> None:
 def test_literal_names_match_the_model_registries() -> None:
     from imgclf.model.architectures import ARCHITECTURES
     from imgclf.model.losses import LOSSES
-    from imgclf.model.optimizers import OPTIMIZERS, build_schedule
+    from imgclf.model.optimizers import DECAYS, OPTIMIZERS, build_schedule
     from imgclf.params import OptimizerParams
 
     assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
     assert set(LOSS_NAMES) == set(LOSSES)
     assert set(OPTIMIZER_NAMES) == set(OPTIMIZERS)
-    assert set(SCHEDULE_NAMES) == {"constant", "cosine", "exponential"}
+    assert set(SCHEDULE_NAMES) == set(DECAYS)
     for name in SCHEDULE_NAMES:
-        schedule = build_schedule(OptimizerParams(schedule=name), steps_per_epoch=2, epochs=3)
+        extra = {"step_every": 1} if name == "step" else {}
+        schedule = build_schedule(
+            OptimizerParams(schedule=name, **extra), steps_per_epoch=2, epochs=3
+        )
         assert schedule.decay == name
 
 

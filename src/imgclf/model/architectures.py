@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from imgclf.model.regularizers import build_kernel_constraint
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -20,16 +22,32 @@ class ModelSpec:
     width: int = 32
     dropout: float = 0.0
     kernel_regularizer: keras.regularizers.Regularizer | None = None
+    spatial_dropout: float = 0.0  # dropout of whole feature maps after each conv block
+    max_norm: float | None = None  # cap on each unit's incoming kernel norm; None or 0: off
+
+    def kernel_settings(self, kind: str) -> dict:
+        """Regularizer and max-norm constraint for a `conv` or `dense` layer's kernel."""
+        return {
+            "kernel_regularizer": self.kernel_regularizer,
+            "kernel_constraint": build_kernel_constraint(self.max_norm, kind),
+        }
 
 
 def _classifier(features: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
     if spec.dropout > 0:
         features = layers.Dropout(spec.dropout, name="dropout")(features)
-    logits = layers.Dense(
-        spec.num_classes, kernel_regularizer=spec.kernel_regularizer, name="logits"
-    )(features)
+    logits = layers.Dense(spec.num_classes, **spec.kernel_settings("dense"), name="logits")(
+        features
+    )
     # float32 softmax so the saved model serves probabilities under any precision policy.
     return layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+
+
+def _spatial_dropout(x: keras.KerasTensor, spec: ModelSpec, name: str) -> keras.KerasTensor:
+    """Drop whole channels after a conv block (reg.spatial_dropout); no layer when off."""
+    if spec.spatial_dropout <= 0:
+        return x
+    return layers.SpatialDropout2D(spec.spatial_dropout, name=name)(x)
 
 
 def _image_input(spec: ModelSpec) -> keras.KerasTensor:
@@ -40,14 +58,17 @@ def build_seed_cnn(spec: ModelSpec) -> keras.Model:
     """The classic Conv32-Pool-Conv64-Pool-Conv64-Dense64 CIFAR-10 baseline, pixels / 255."""
     inputs = _image_input(spec)
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    regularizer = spec.kernel_regularizer
-    x = layers.Conv2D(32, 3, activation="relu", kernel_regularizer=regularizer)(x)
+    conv, dense = spec.kernel_settings("conv"), spec.kernel_settings("dense")
+    x = layers.Conv2D(32, 3, activation="relu", **conv)(x)
     x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(64, 3, activation="relu", kernel_regularizer=regularizer)(x)
+    x = _spatial_dropout(x, spec, "spatial_dropout_1")
+    x = layers.Conv2D(64, 3, activation="relu", **conv)(x)
     x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(64, 3, activation="relu", kernel_regularizer=regularizer)(x)
+    x = _spatial_dropout(x, spec, "spatial_dropout_2")
+    x = layers.Conv2D(64, 3, activation="relu", **conv)(x)
+    x = _spatial_dropout(x, spec, "spatial_dropout_3")
     x = layers.Flatten()(x)
-    x = layers.Dense(64, activation="relu", kernel_regularizer=regularizer)(x)
+    x = layers.Dense(64, activation="relu", **dense)(x)
     return keras.Model(inputs, _classifier(x, spec), name="seed_cnn")
 
 
@@ -57,7 +78,7 @@ def _conv_bn(x: keras.KerasTensor, filters: int, spec: ModelSpec, name: str) -> 
         3,
         padding="same",
         use_bias=False,
-        kernel_regularizer=spec.kernel_regularizer,
+        **spec.kernel_settings("conv"),
         name=f"{name}_conv",
     )(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
@@ -82,11 +103,14 @@ def build_resnet_small(spec: ModelSpec) -> keras.Model:
     x = _conv_bn(x, 2 * width, spec, "stage1")
     x = layers.MaxPooling2D(name="stage1_pool")(x)
     x = _residual(x, 2 * width, spec, "stage1_res")
+    x = _spatial_dropout(x, spec, "stage1_spatial_dropout")
     x = _conv_bn(x, 4 * width, spec, "stage2")
     x = layers.MaxPooling2D(name="stage2_pool")(x)
+    x = _spatial_dropout(x, spec, "stage2_spatial_dropout")
     x = _conv_bn(x, 8 * width, spec, "stage3")
     x = layers.MaxPooling2D(name="stage3_pool")(x)
     x = _residual(x, 8 * width, spec, "stage3_res")
+    x = _spatial_dropout(x, spec, "stage3_spatial_dropout")
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     return keras.Model(inputs, _classifier(x, spec), name="resnet_small")
 

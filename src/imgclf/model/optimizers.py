@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 from keras import ops
@@ -13,7 +13,11 @@ from imgclf.params import OptimizerParams
 
 @keras.saving.register_keras_serializable(package="imgclf")
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 0 to the peak rate, then constant, cosine or exponential decay."""
+    """Linear warm-up from 0 to the peak rate, then one of DECAYS.
+
+    one_cycle: half-cosine rise from lr/25 to lr over the first rise_fraction of the steps,
+    then half-cosine anneal to lr/2.5e5 by the last step (no separate warm-up).
+    """
 
     def __init__(
         self,
@@ -22,29 +26,29 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         total_steps: int,
         decay: str = "constant",
         decay_rate_per_step: float = 1.0,
+        milestone_steps: Sequence[int] = (),
+        milestone_decay_rate: float = 1.0,
+        rise_fraction: float = 0.3,
     ) -> None:
+        if decay not in DECAYS:
+            raise ValueError(f"unknown optimizer.schedule {decay!r}; valid: {', '.join(DECAYS)}")
         self.peak_learning_rate = peak_learning_rate
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps
         self.decay = decay
         self.decay_rate_per_step = decay_rate_per_step
+        self.milestone_steps = [int(step) for step in milestone_steps]
+        self.milestone_decay_rate = milestone_decay_rate
+        self.rise_fraction = rise_fraction
 
     def __call__(self, step):  # noqa: D102 - Keras calls this with the optimizer's iteration
         step = ops.cast(step, "float32")
         warmup = float(max(self.warmup_steps, 1))
         warm = self.peak_learning_rate * ops.minimum((step + 1.0) / warmup, 1.0)
-        after = ops.maximum(step - self.warmup_steps, 0.0)
-        if self.decay == "cosine":
-            span = float(max(self.total_steps - self.warmup_steps, 1))
-            progress = ops.minimum(after / span, 1.0)
-            factor = 0.5 * (1.0 + ops.cos(math.pi * progress))
-        elif self.decay == "exponential":
-            factor = ops.power(self.decay_rate_per_step, after)
-        else:
-            factor = ops.ones_like(after)
+        rate = DECAYS[self.decay](self, step)
         if self.warmup_steps > 0:
-            return ops.where(step < self.warmup_steps, warm, self.peak_learning_rate * factor)
-        return self.peak_learning_rate * factor
+            return ops.where(step < self.warmup_steps, warm, rate)
+        return rate
 
     def get_config(self) -> dict:
         return {
@@ -53,15 +57,83 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
             "total_steps": self.total_steps,
             "decay": self.decay,
             "decay_rate_per_step": self.decay_rate_per_step,
+            "milestone_steps": self.milestone_steps,
+            "milestone_decay_rate": self.milestone_decay_rate,
+            "rise_fraction": self.rise_fraction,
         }
+
+
+# Each decay maps (schedule, step) to the rate after any warm-up; warm-up, when on, replaces
+# the first warmup_steps. constant, cosine and exponential start once warm-up ends; step
+# counts its milestones and one_cycle its phases from the first step of training.
+
+
+def _steps_after_warmup(schedule: WarmupSchedule, step):
+    return ops.maximum(step - schedule.warmup_steps, 0.0)
+
+
+def _constant(schedule: WarmupSchedule, step):
+    return schedule.peak_learning_rate * ops.ones_like(step)
+
+
+def _cosine(schedule: WarmupSchedule, step):
+    span = float(max(schedule.total_steps - schedule.warmup_steps, 1))
+    progress = ops.minimum(_steps_after_warmup(schedule, step) / span, 1.0)
+    return schedule.peak_learning_rate * 0.5 * (1.0 + ops.cos(math.pi * progress))
+
+
+def _exponential(schedule: WarmupSchedule, step):
+    after = _steps_after_warmup(schedule, step)
+    return schedule.peak_learning_rate * ops.power(schedule.decay_rate_per_step, after)
+
+
+def _step(schedule: WarmupSchedule, step):
+    passed = ops.zeros_like(step)
+    for milestone in schedule.milestone_steps:
+        passed = passed + ops.cast(step >= milestone, "float32")
+    return schedule.peak_learning_rate * ops.power(schedule.milestone_decay_rate, passed)
+
+
+def _half_cosine(start: float, end: float, progress):
+    """From start (progress 0) to end (progress 1) along half a cosine wave."""
+    return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * progress))
+
+
+def _one_cycle(schedule: WarmupSchedule, step):
+    peak = schedule.peak_learning_rate
+    low, final = peak / ONE_CYCLE_START_DIVISOR, peak / ONE_CYCLE_FINAL_DIVISOR
+    rise = float(max(round(schedule.rise_fraction * schedule.total_steps), 1))
+    fall = float(max(schedule.total_steps - rise, 1))
+    rising = _half_cosine(low, peak, ops.minimum(step / rise, 1.0))
+    falling = _half_cosine(peak, final, ops.minimum(ops.maximum(step - rise, 0.0) / fall, 1.0))
+    return ops.where(step < rise, rising, falling)
+
+
+# One-cycle starts at lr / 25 and ends at lr / 25 / 1e4, the defaults of PyTorch's OneCycleLR.
+ONE_CYCLE_START_DIVISOR = 25.0
+ONE_CYCLE_FINAL_DIVISOR = 25.0 * 1e4
+
+DECAYS: dict[str, Callable[[WarmupSchedule, object], object]] = {
+    "constant": _constant,
+    "cosine": _cosine,
+    "exponential": _exponential,
+    "step": _step,
+    "one_cycle": _one_cycle,
+}
 
 
 def build_schedule(params: OptimizerParams, steps_per_epoch: int, epochs: int) -> WarmupSchedule:
     """The learning rate per step for optimizer.schedule, with optimizer.warmup_epochs."""
-    if params.schedule not in ("constant", "cosine", "exponential"):
+    if params.schedule not in DECAYS:
         raise ValueError(
-            f"unknown optimizer.schedule {params.schedule!r}; valid: constant, cosine, exponential"
+            f"unknown optimizer.schedule {params.schedule!r}; valid: {', '.join(DECAYS)}"
         )
+    if params.step_epochs is not None:
+        milestone_epochs = list(params.step_epochs)
+    elif params.step_every is not None:
+        milestone_epochs = list(range(params.step_every, epochs, params.step_every))
+    else:
+        milestone_epochs = []
     return WarmupSchedule(
         peak_learning_rate=params.lr,
         warmup_steps=int(round(params.warmup_epochs * steps_per_epoch)),
@@ -69,30 +141,44 @@ def build_schedule(params: OptimizerParams, steps_per_epoch: int, epochs: int) -
         decay=params.schedule,
         # decay_rate is per epoch in params.yaml; spread it evenly over the epoch's steps.
         decay_rate_per_step=params.decay_rate ** (1.0 / steps_per_epoch),
+        milestone_steps=[epoch * steps_per_epoch for epoch in milestone_epochs],
+        milestone_decay_rate=params.decay_rate,
+        rise_fraction=params.one_cycle_rise_fraction,
     )
+
+
+def _common(params: OptimizerParams) -> dict:
+    """Settings every optimizer takes: decoupled weight decay and global-norm clipping."""
+    return {"weight_decay": params.weight_decay or None, "global_clipnorm": params.clip_norm}
 
 
 def _sgd(params: OptimizerParams, rate) -> keras.optimizers.Optimizer:
     return keras.optimizers.SGD(
-        learning_rate=rate,
-        momentum=params.momentum,
-        nesterov=params.nesterov,
-        weight_decay=params.weight_decay or None,
+        learning_rate=rate, momentum=params.momentum, nesterov=params.nesterov, **_common(params)
     )
 
 
 def _adam(params: OptimizerParams, rate) -> keras.optimizers.Optimizer:
-    return keras.optimizers.Adam(learning_rate=rate, weight_decay=params.weight_decay or None)
+    return keras.optimizers.Adam(learning_rate=rate, **_common(params))
 
 
 def _adamw(params: OptimizerParams, rate) -> keras.optimizers.Optimizer:
-    return keras.optimizers.AdamW(learning_rate=rate, weight_decay=params.weight_decay)
+    # AdamW takes 0 as "no decay" (None would mean its own default of 0.004).
+    settings = {**_common(params), "weight_decay": params.weight_decay}
+    return keras.optimizers.AdamW(learning_rate=rate, **settings)
 
 
 def _rmsprop(params: OptimizerParams, rate) -> keras.optimizers.Optimizer:
-    return keras.optimizers.RMSprop(
-        learning_rate=rate, momentum=params.momentum, weight_decay=params.weight_decay or None
-    )
+    return keras.optimizers.RMSprop(learning_rate=rate, momentum=params.momentum, **_common(params))
+
+
+def _nadam(params: OptimizerParams, rate) -> keras.optimizers.Optimizer:
+    return keras.optimizers.Nadam(learning_rate=rate, **_common(params))
+
+
+def _lion(params: OptimizerParams, rate) -> keras.optimizers.Optimizer:
+    # Lion's sign updates are larger than Adam's: its authors use a 3-10x smaller lr.
+    return keras.optimizers.Lion(learning_rate=rate, **_common(params))
 
 
 OPTIMIZERS: dict[str, Callable[[OptimizerParams, object], keras.optimizers.Optimizer]] = {
@@ -100,6 +186,8 @@ OPTIMIZERS: dict[str, Callable[[OptimizerParams, object], keras.optimizers.Optim
     "adam": _adam,
     "adamw": _adamw,
     "rmsprop": _rmsprop,
+    "nadam": _nadam,
+    "lion": _lion,
 }
 
 

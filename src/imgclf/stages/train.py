@@ -14,7 +14,7 @@ from pathlib import Path
 
 from imgclf.data.arrays import load_split, read_classes, write_csv, write_json
 from imgclf.errors import ImgclfError
-from imgclf.params import Params, flatten_params
+from imgclf.params import Params, flatten_params, lever_warnings
 from imgclf.stages.common import run_stage, stage_parser
 
 # An unreachable tracking server costs seconds per call, not MLflow's default minutes; the
@@ -40,8 +40,23 @@ def _select_backend(backend: str) -> None:
     os.environ["KERAS_BACKEND"] = backend
 
 
+def _class_weights(params: Params, labels, class_names: list[str]) -> list[float] | None:
+    """Weights from the training labels when the loss is class-weighted (printed); else None."""
+    from imgclf.model.losses import CLASS_WEIGHTED_LOSSES, class_weights_from_labels
+
+    if params.loss.name not in CLASS_WEIGHTED_LOSSES:
+        return None
+    weights = class_weights_from_labels(labels, len(class_names)).tolist()
+    named = ", ".join(f"{name}={w:.4g}" for name, w in zip(class_names, weights, strict=True))
+    print(f"train: class weights (inverse training frequency, mean 1 per image): {named}")
+    return weights
+
+
 def _train(args: argparse.Namespace, params: Params) -> None:
     _select_backend(params.train.backend)
+    warnings = lever_warnings(params)
+    for message in warnings.values():
+        print(f"train: warning: {message}", file=sys.stderr)
     for variable, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(variable, value)
     from imgclf import tracking
@@ -69,15 +84,20 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         train_split, val_split, num_classes, settings, params.augment
     )
     steps_per_epoch = math.ceil(len(train_images) / settings.batch_size)
+    class_weights = _class_weights(params, train_split[1], class_names)
     training.compile_model(
         model,
-        loss=build_loss(params.loss),
+        loss=build_loss(params.loss, class_weights),
         optimizer=build_optimizer(params.optimizer, steps_per_epoch, settings.epochs),
         jit_compile=accelerator.jit_compile,
     )
     data_hash = tracking.hash_files([args.train, args.val])
     source_info = json.loads(args.source_info.read_text(encoding="utf-8"))
     tags = tracking.training_tags(os.environ, project_root, data_hash, source_info, accelerator)
+    tags.update(warnings)
+    if class_weights is not None:
+        rounded = [round(weight, 4) for weight in class_weights]
+        tags["loss.class_weights"] = json.dumps(dict(zip(class_names, rounded, strict=True)))
     flat = flatten_params(params)
     state_folder = project_root / BACKUP_FOLDER / training.backup_key(flat, data_hash)
     retry_seconds = float(os.environ.get("IMGCLF_MLFLOW_RETRY_SECONDS", RETRY_SECONDS))
