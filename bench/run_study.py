@@ -101,7 +101,15 @@ def run_grid(data: Path, seeds: list[int], rows: list[str], workdir: Path, jobs:
                 command += ["-S", f"{key}={value}"]
             _run(command, project, env)
     started = time.monotonic()
-    _run(["dvc", "queue", "start", "-j", str(jobs)], project, env)
+    # The queue's workers outlive `dvc queue start` and would hold captured pipes open.
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", str(jobs)],
+        cwd=project,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     total = len(rows) * len(seeds)
     while True:
         time.sleep(30)
