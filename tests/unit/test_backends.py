@@ -21,6 +21,7 @@ from imgclf.model.losses import build_loss
 from imgclf.model.optimizers import build_optimizer
 from imgclf.params import parse_params
 from imgclf.training import channel_statistics, configure_accelerator, fit_model, make_dataset
+from imgclf.diagnostics import GradientProbe
 
 model_path, previous = sys.argv[1], sys.argv[2]
 params = parse_params({"optimizer": {"name": "adam", "lr": 0.002, "schedule": "cosine"}})
@@ -28,11 +29,13 @@ setup = configure_accelerator("auto", "auto")
 keras.utils.set_random_seed(0)
 images, labels = draw_synthetic(128, 0)
 mean, std = channel_statistics(images)
-model = build_model("resnet_small", ModelSpec((32, 32, 3), 10, mean, std, width=4))
+model = build_model("resnet_small", ModelSpec((32, 32, 3), 10, mean, std, width=4,
+                                              kernel_regularizer=keras.regularizers.L2(1e-4)))
 train = make_dataset(images, labels, 10, 32, shuffle_seed=0, crop_flip_pixels=4)
 result = fit_model(model, train, make_dataset(images[:32], labels[:32], 10, 32, shuffle_seed=None),
                    loss=build_loss(params.loss), optimizer=build_optimizer(params.optimizer, 4, 1),
-                   epochs=1, callbacks=[], verbose=0, jit_compile=setup.jit_compile)
+                   epochs=1, callbacks=[], verbose=0, jit_compile=setup.jit_compile,
+                   probe=(images[:8], np.eye(10, dtype="float32")[labels[:8]]))
 model.save(model_path)
 reloaded = keras.saving.load_model(model_path, compile=False, safe_mode=True)
 probabilities = model.predict(images[:8], verbose=0)
@@ -41,7 +44,21 @@ other = None
 if previous != "-":
     earlier = keras.saving.load_model(previous, compile=False, safe_mode=True)
     other = earlier.predict(images[:8], verbose=0).shape
+# The gradient probe against the softmax-regression formula (as in test_diagnostics.py).
+inputs = keras.Input(shape=(4,))
+regression = keras.Model(inputs, keras.layers.Dense(
+    3, activation="softmax", kernel_regularizer=keras.regularizers.L2(0.01))(inputs))
+x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+y = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2]]
+_, _, gradients = GradientProbe(regression, keras.losses.CategoricalCrossentropy(), x, y)()
+kernel, bias = regression.get_weights()
+z = x @ kernel + bias
+p = np.exp(z - z.max(axis=1, keepdims=True))
+error = (p / p.sum(axis=1, keepdims=True) - y) / len(x)
+expected = [x.T @ error + 2 * 0.01 * kernel, error.sum(axis=0)]
+probe_error = max(float(np.abs(g - e).max()) for g, e in zip(gradients, expected))
 print(json.dumps({"backend": keras.backend.backend(), "loss": result.history[0]["loss"],
+                  "history": result.history[0], "probe_error": probe_error,
                   "policy": setup.precision_policy, "gpu": setup.gpu, "reload_matches": same,
                   "other_backend_output": other}))
 """
@@ -67,6 +84,12 @@ def test_one_tiny_epoch_under_each_backend_and_models_cross_over(tmp_path: Path)
         assert outcome["backend"] == name
         assert 0 < outcome["loss"] < 10
         assert outcome["reload_matches"] is True
+        # The diagnostics columns, and the probe's gradient as the formula has it.
+        row = outcome["history"]
+        for column in ("data_loss", "val_data_loss", "reg_loss", "weight_norm", "probe_grad_norm"):
+            assert 0 < abs(row[column]) < 1e4, (name, column, row)
+        assert row["reg_loss"] == pytest.approx(row["loss"] - row["data_loss"])
+        assert outcome["probe_error"] < 1e-5
         # No GPU here: auto keeps float32 math.
         assert outcome["gpu"] is False and outcome["policy"] == "float32"
     assert jax["other_backend_output"] == [8, 10]
