@@ -59,7 +59,8 @@ class GradientProbe:
 
     Runs the model statelessly: whatever the pass would update (normalisation statistics,
     dropout seeds) is thrown away, so probing never changes training. Under JAX the function
-    is compiled once and reused every epoch.
+    is compiled once and reused every epoch. With mixed precision the loss is scaled as the
+    optimizer scales it (and the gradients unscaled), so small float16 gradients survive.
     """
 
     def __init__(self, model: keras.Model, loss: keras.losses.Loss, images, one_hot) -> None:
@@ -67,42 +68,43 @@ class GradientProbe:
         self.images, self.one_hot = images, one_hot
         self._jax_function = None
 
-    def _total(self, trainable, non_trainable, images, one_hot):
+    def _scaled_total(self, trainable, non_trainable, images, one_hot, scale):
         predicted, _, losses = self.model.stateless_call(
             trainable, non_trainable, images, training=True, return_losses=True
         )
         data = self.loss(one_hot, predicted)
         penalty = keras.ops.sum(keras.ops.stack(losses)) if losses else keras.ops.zeros(())
-        return data + penalty, (data, penalty)
+        return (data + penalty) * scale, (data, penalty)
 
     def __call__(self) -> tuple[float, float, list[np.ndarray]]:
         """(data loss, penalty loss, gradients w.r.t. the trainable weights) now."""
         backend = keras.backend.backend()
         trainable = [variable.value for variable in self.model.trainable_variables]
         non_trainable = [variable.value for variable in self.model.non_trainable_variables]
+        # A built LossScaleOptimizer (mixed precision) holds the scale training uses now.
+        optimizer = getattr(self.model, "optimizer", None)
+        scale_variable = getattr(optimizer, "dynamic_scale", None)
+        scale = 1.0 if scale_variable is None else float(scale_variable.numpy())
+        inputs = (non_trainable, self.images, self.one_hot, scale)
         if backend == "tensorflow":
             import tensorflow as tf
 
             trainable = [tf.convert_to_tensor(value) for value in trainable]
             with tf.GradientTape() as tape:
                 tape.watch(trainable)
-                total, (data, penalty) = self._total(
-                    trainable, non_trainable, self.images, self.one_hot
-                )
+                total, (data, penalty) = self._scaled_total(trainable, *inputs)
             gradients = tape.gradient(total, trainable)
         elif backend == "jax":
             import jax
 
             if self._jax_function is None:
-                self._jax_function = jax.jit(jax.value_and_grad(self._total, has_aux=True))
-            (_, (data, penalty)), gradients = self._jax_function(
-                trainable, non_trainable, self.images, self.one_hot
-            )
+                self._jax_function = jax.jit(jax.value_and_grad(self._scaled_total, has_aux=True))
+            (_, (data, penalty)), gradients = self._jax_function(trainable, *inputs)
         else:
             raise NotImplementedError(f"the gradient probe needs tensorflow or jax, not {backend}")
         to_numpy = keras.ops.convert_to_numpy
         # A weight the loss does not reach has no gradient: it adds nothing to the norm.
-        arrays = [np.zeros(1) if g is None else to_numpy(g) for g in gradients]
+        arrays = [np.zeros(1) if g is None else to_numpy(g) / scale for g in gradients]
         return float(to_numpy(data)), float(to_numpy(penalty)), arrays
 
 

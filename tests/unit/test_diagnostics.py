@@ -50,6 +50,21 @@ def test_probe_gradient_matches_the_formula() -> None:
     assert global_norm(gradients) == pytest.approx(global_norm(expected["gradients"]), rel=1e-4)
 
 
+def test_probe_under_mixed_precision_undoes_the_loss_scale() -> None:
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = softmax_regression()
+        compile_model(model, loss=keras.losses.CategoricalCrossentropy(), optimizer="sgd")
+        model.optimizer.build(model.trainable_variables)  # as the first training step does
+        assert float(model.optimizer.dynamic_scale.numpy()) > 1  # what the probe must undo
+        _, _, gradients = GradientProbe(model, model.loss, FEATURES, ONE_HOT)()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    expected = numpy_reference(model, FEATURES, ONE_HOT)["gradients"]
+    for got, want in zip(gradients, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-3)  # float16 arithmetic
+
+
 def test_probe_changes_no_state_and_repeats_itself() -> None:
     keras.utils.set_random_seed(1)
     inputs = keras.Input(shape=(4,))
