@@ -14,33 +14,77 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     return matrix
 
 
+def reliability_bins(
+    labels: np.ndarray, probabilities: np.ndarray, num_bins: int = 15
+) -> list[dict[str, float]]:
+    """The non-empty confidence bins: edges, image count, mean confidence and accuracy.
+
+    Images fall into num_bins equal-width bins by top-class probability (bin m holds
+    ((m-1)/M, m/M]); these are the bars of a reliability diagram.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    bins = np.digitize(confidence, edges[1:-1], right=True)
+    rows = []
+    for index in np.unique(bins):
+        members = bins == index
+        rows.append(
+            {
+                "bin_low": float(edges[index]),
+                "bin_high": float(edges[index + 1]),
+                "count": int(members.sum()),
+                "confidence": float(confidence[members].mean()),
+                "accuracy": float(correct[members].mean()),
+            }
+        )
+    return rows
+
+
 def expected_calibration_error(
     labels: np.ndarray, probabilities: np.ndarray, num_bins: int = 15
 ) -> float:
     """ECE: the confidence-weighted gap between accuracy and top-class confidence.
 
-    Images fall into num_bins equal-width bins by top-class probability (bin m holds
-    ((m-1)/M, m/M]); ECE = sum over bins of (share of images) * |accuracy - mean confidence|.
+    ECE = sum over reliability_bins of (share of images) * |accuracy - mean confidence|.
     15 bins is the usual choice since Guo et al. (2017), so values compare across papers.
     """
     if len(labels) == 0:
         return 0.0
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, num_bins + 1)
-    bins = np.digitize(confidence, edges[1:-1], right=True)
-    error = 0.0
-    for index in np.unique(bins):
-        members = bins == index
-        gap = abs(correct[members].mean() - confidence[members].mean())
-        error += members.sum() / len(labels) * gap
-    return float(error)
+    bins = reliability_bins(labels, probabilities, num_bins)
+    return float(
+        sum(row["count"] / len(labels) * abs(row["accuracy"] - row["confidence"]) for row in bins)
+    )
+
+
+def top_k_accuracy(labels: np.ndarray, probabilities: np.ndarray, k: int) -> float:
+    """Share of images whose true class is among the k most probable.
+
+    Ties rank like argmax does (the lower class index first), so k=1 is plain accuracy.
+    """
+    if len(labels) == 0:
+        return 0.0
+    truth = probabilities[np.arange(len(labels)), labels][:, None]
+    classes = np.arange(probabilities.shape[1])
+    ahead = (probabilities > truth) | ((probabilities == truth) & (classes < labels[:, None]))
+    return float((ahead.sum(axis=1) < k).mean())
+
+
+def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int) -> np.ndarray:
+    """Indices of up to `count` wrong predictions, the most confident first (ties: lower index)."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probabilities[wrong, predicted[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")[:count]]
 
 
 def classification_metrics(
     labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
 ) -> dict:
-    """accuracy, macro_f1, loss (cross-entropy), ece and per_class_accuracy by class name."""
+    """accuracy, top5_accuracy, macro_f1, loss (cross-entropy), ece and per_class_accuracy.
+
+    top5_accuracy is top-k with k = min(5, classes); top_k says which k.
+    """
     num_classes = len(class_names)
     predicted = probabilities.argmax(axis=1)
     matrix = confusion_matrix(labels, predicted, num_classes)
@@ -63,6 +107,8 @@ def classification_metrics(
         "accuracy": float(true_positive.sum() / max(len(labels), 1)),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "loss": float(-np.log(picked).mean()),
+        "top5_accuracy": top_k_accuracy(labels, probabilities, min(5, num_classes)),
+        "top_k": min(5, num_classes),
         "ece": expected_calibration_error(labels, probabilities),
         "per_class_accuracy": {
             name: float(recall[index]) for index, name in enumerate(class_names)

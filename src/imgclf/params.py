@@ -256,6 +256,18 @@ class MlflowParams(_Section):
     log_model: bool = Field(True, description="Log the model with its signature to the run.")
 
 
+class EvaluateParams(_Section):
+    corruption_images: int | None = Field(
+        2000,
+        ge=1,
+        description="Most test images (seeded subset) scored under corruptions; null: all.",
+    )
+    mistakes_shown: int = Field(
+        16, ge=1, le=100, description="Most confident wrong predictions in the gallery."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the corruption subset and noise.")
+
+
 class PromoteParams(_Section):
     min_accuracy: float = Field(0.5, ge=0, le=1, description="Accuracy a champion needs.")
     min_gain: float = Field(0.0, ge=0, le=1, description="Accuracy gain over the champion.")
@@ -365,6 +377,7 @@ class Params(_Section):
     optimizer: OptimizerParams = OptimizerParams()
     train: TrainParams = TrainParams()
     mlflow: MlflowParams = MlflowParams()
+    evaluate: EvaluateParams = EvaluateParams()
     promote: PromoteParams = PromoteParams()
     tune: TuneParams = TuneParams()
 

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from imgclf.augmentation import OnlineAugmentation
+from imgclf.diagnostics import TrainingDiagnostics, data_loss_metrics
 
 if TYPE_CHECKING:
     from imgclf.params import AugmentParams, ModelParams, RegParams, TrainParams
@@ -424,7 +425,8 @@ def compile_model(
     optimizer: keras.optimizers.Optimizer,
     jit_compile: bool | str = "auto",
 ) -> None:
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
+    metrics = ["accuracy", *data_loss_metrics(loss)]  # data_loss: the loss without penalties
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
 
 
 def fit_model(
@@ -440,10 +442,12 @@ def fit_model(
     jit_compile: bool | str = "auto",
     resume: ResumePoint | None = None,
     backup: TrainingBackup | None = None,
+    probe: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainingResult:
     """Fit (compiling first when loss and optimizer are given) from `resume` or from scratch.
 
     train_seconds is the wall time of `fit`, plus that of the epochs a resume restored.
+    probe, (images, one-hot labels), is the fixed batch for probe_grad_norm (diagnostics.py).
     """
     if loss is not None and optimizer is not None:
         compile_model(model, loss=loss, optimizer=optimizer, jit_compile=jit_compile)
@@ -457,7 +461,13 @@ def fit_model(
         validation_data=val,
         epochs=epochs,
         initial_epoch=resume.epoch if resume else 0,
-        callbacks=[recorder, keras.callbacks.TerminateOnNaN(), *saving, *callbacks],
+        callbacks=[
+            TrainingDiagnostics(probe),  # first: the recorder keeps what it adds to the logs
+            recorder,
+            keras.callbacks.TerminateOnNaN(),
+            *saving,
+            *callbacks,
+        ],
         verbose=verbose,
         shuffle=False,  # the dataset already reshuffles every epoch
     )

@@ -22,6 +22,7 @@ from imgclf.model.optimizers import build_optimizer
 from imgclf.params import parse_params
 from imgclf.augmentation import OnlineAugmentation
 from imgclf.training import channel_statistics, configure_accelerator, fit_model, make_dataset
+from imgclf.diagnostics import GradientProbe
 
 model_path, previous = sys.argv[1], sys.argv[2]
 params = parse_params(json.loads(sys.argv[3]))
@@ -30,13 +31,15 @@ keras.utils.set_random_seed(0)
 images, labels = draw_synthetic(128, 0)
 mean, std = channel_statistics(images)
 model = build_model("resnet_small", ModelSpec((32, 32, 3), 10, mean, std, width=4,
-                    spatial_dropout=params.reg.spatial_dropout, max_norm=params.reg.max_norm))
+                    spatial_dropout=params.reg.spatial_dropout, max_norm=params.reg.max_norm,
+                    kernel_regularizer=keras.regularizers.L2(1e-4)))
 online = OnlineAugmentation(crop_pixels=4, cutout_fraction=0.25, mixup_alpha=0.4)
 train = make_dataset(images, labels, 10, 32, shuffle_seed=0, online=online)
 result = fit_model(model, train, make_dataset(images[:32], labels[:32], 10, 32, shuffle_seed=None),
                    loss=build_loss(params.loss, class_weights_from_labels(labels, 10)),
                    optimizer=build_optimizer(params.optimizer, 4, 1), epochs=1,
-                   callbacks=[], verbose=0, jit_compile=setup.jit_compile)
+                   callbacks=[], verbose=0, jit_compile=setup.jit_compile,
+                   probe=(images[:8], np.eye(10, dtype="float32")[labels[:8]]))
 kernels = [np.asarray(layer.get_weights()[0]) for layer in model.layers
            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
 max_unit_norm = max(float(np.sqrt((k**2).reshape(-1, k.shape[-1]).sum(0)).max()) for k in kernels)
@@ -48,7 +51,21 @@ other = None
 if previous != "-":
     earlier = keras.saving.load_model(previous, compile=False, safe_mode=True)
     other = earlier.predict(images[:8], verbose=0).shape
+# The gradient probe against the softmax-regression formula (as in test_diagnostics.py).
+inputs = keras.Input(shape=(4,))
+regression = keras.Model(inputs, keras.layers.Dense(
+    3, activation="softmax", kernel_regularizer=keras.regularizers.L2(0.01))(inputs))
+x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+y = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2]]
+_, _, gradients = GradientProbe(regression, keras.losses.CategoricalCrossentropy(), x, y)()
+kernel, bias = regression.get_weights()
+z = x @ kernel + bias
+p = np.exp(z - z.max(axis=1, keepdims=True))
+error = (p / p.sum(axis=1, keepdims=True) - y) / len(x)
+expected = [x.T @ error + 2 * 0.01 * kernel, error.sum(axis=0)]
+probe_error = max(float(np.abs(g - e).max()) for g, e in zip(gradients, expected))
 print(json.dumps({"backend": keras.backend.backend(), "loss": result.history[0]["loss"],
+                  "history": result.history[0], "probe_error": probe_error,
                   "policy": setup.precision_policy, "gpu": setup.gpu, "reload_matches": same,
                   "other_backend_output": other, "max_unit_norm": max_unit_norm}))
 """
@@ -93,6 +110,12 @@ def test_one_tiny_epoch_under_each_backend_and_models_cross_over(tmp_path: Path)
         assert outcome["backend"] == name
         assert 0 < outcome["loss"] < 10
         assert outcome["reload_matches"] is True
+        # The diagnostics columns, and the probe's gradient as the formula has it.
+        row = outcome["history"]
+        for column in ("data_loss", "val_data_loss", "reg_loss", "weight_norm", "probe_grad_norm"):
+            assert 0 < abs(row[column]) < 1e4, (name, column, row)
+        assert row["reg_loss"] == pytest.approx(row["loss"] - row["data_loss"])
+        assert outcome["probe_error"] < 1e-5
         # No GPU here: auto keeps float32 math.
         assert outcome["gpu"] is False and outcome["policy"] == "float32"
     assert jax["other_backend_output"] == [8, 10]

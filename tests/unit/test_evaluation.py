@@ -9,8 +9,11 @@ import pytest
 
 from imgclf.evaluation import (
     classification_metrics,
+    confident_mistakes,
     confusion_matrix,
     expected_calibration_error,
+    reliability_bins,
+    top_k_accuracy,
 )
 
 CLASSES = ["cat", "dog", "eel"]
@@ -107,3 +110,58 @@ def test_ece_is_zero_when_confidence_matches_accuracy_and_in_metrics() -> None:
     # Every image of the shared case sits alone in its bin: ECE is the mean |correct - conf|.
     metrics = classification_metrics(LABELS, PROBABILITIES, CLASSES)
     assert metrics["ece"] == pytest.approx((0.3 + 0.5 + 0.4 + 0.2 + 0.4 + 0.0) / 6)
+
+
+def test_top_k_accuracy_by_hand() -> None:
+    # Rank of the true class in the shared case: 1, 3, 1, 1, 3 (dog's 0.3 ties with cat's,
+    # and the lower index ranks first), 1.
+    assert top_k_accuracy(LABELS, PROBABILITIES, 1) == pytest.approx(4 / 6)
+    assert top_k_accuracy(LABELS, PROBABILITIES, 2) == pytest.approx(4 / 6)
+    assert top_k_accuracy(LABELS, PROBABILITIES, 3) == 1.0
+    # Without the tie, image 4 moves up to rank 2.
+    untied = PROBABILITIES.copy()
+    untied[4] = [0.25, 0.35, 0.4]
+    assert top_k_accuracy(LABELS, untied, 2) == pytest.approx(5 / 6)
+    uniform = np.full((3, 3), 1 / 3)
+    # All tied: argmax says class 0, so only the image of class 0 is right at k=1.
+    assert top_k_accuracy(np.array([0, 1, 2]), uniform, 1) == pytest.approx(1 / 3)
+    assert top_k_accuracy(np.array([0, 1, 2]), uniform, 2) == pytest.approx(2 / 3)
+    assert top_k_accuracy(np.array([0, 1, 2]), uniform, 3) == 1.0
+    assert top_k_accuracy(LABELS[:0], PROBABILITIES[:0], 5) == 0.0
+
+
+def test_top_1_is_plain_accuracy_on_random_cases() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 200)
+    probabilities = rng.dirichlet(np.ones(7), 200).round(1)  # rounding makes many ties
+    assert top_k_accuracy(labels, probabilities, 1) == pytest.approx(
+        float((probabilities.argmax(axis=1) == labels).mean())
+    )
+    scores = [top_k_accuracy(labels, probabilities, k) for k in range(1, 8)]
+    assert scores == sorted(scores) and scores[-1] == 1.0
+
+
+def test_metrics_carry_top5_with_k_capped_at_the_classes() -> None:
+    metrics = classification_metrics(LABELS, PROBABILITIES, CLASSES)
+    assert metrics["top_k"] == 3 and metrics["top5_accuracy"] == 1.0
+
+
+def test_reliability_bins_by_hand() -> None:
+    labels = np.array([0, 1, 1, 0])
+    probabilities = np.array([[0.9, 0.1], [0.92, 0.08], [0.45, 0.55], [0.35, 0.65]])
+    bins = reliability_bins(labels, probabilities)
+    assert [row["count"] for row in bins] == [1, 1, 2]
+    assert [row["accuracy"] for row in bins] == [1.0, 0.0, 0.5]
+    assert [row["confidence"] for row in bins] == pytest.approx([0.55, 0.65, 0.91])
+    assert [row["bin_low"] for row in bins] == pytest.approx([8 / 15, 9 / 15, 13 / 15])
+    assert [row["bin_high"] for row in bins] == pytest.approx([9 / 15, 10 / 15, 14 / 15])
+
+
+def test_confident_mistakes_are_the_most_confident_wrong_predictions() -> None:
+    # Wrong: image 1 (dog at 0.5) and image 4 (eel at 0.4).
+    np.testing.assert_array_equal(confident_mistakes(LABELS, PROBABILITIES, 5), [1, 4])
+    np.testing.assert_array_equal(confident_mistakes(LABELS, PROBABILITIES, 1), [1])
+    labels = np.array([0, 0, 0, 0])
+    probabilities = np.array([[0.1, 0.9], [0.3, 0.7], [0.8, 0.2], [0.1, 0.9]])
+    np.testing.assert_array_equal(confident_mistakes(labels, probabilities, 3), [0, 3, 1])
+    assert confident_mistakes(np.array([1]), np.array([[0.2, 0.8]]), 4).size == 0

@@ -44,6 +44,8 @@ def test_empty_mapping_gives_the_documented_defaults() -> None:
         ({"augment": {"crop_fraction": 1.0}}, "augment.crop_fraction"),
         ({"data": {"md5": "not-a-digest"}}, "data.md5"),
         ({"colour": {"hue": 1}}, "colour"),
+        ({"evaluate": {"corruption_images": 0}}, "evaluate.corruption_images"),
+        ({"evaluate": {"mistakes_shown": 101}}, "evaluate.mistakes_shown"),
     ],
 )
 def test_bad_value_names_its_dotted_key(raw: dict, dotted_key: str) -> None:
@@ -90,6 +92,12 @@ def test_warmup_not_shorter_than_training_names_both_fields(warmup_epochs: float
     parse_params({"optimizer": {"warmup_epochs": 2.9}, "train": {"epochs": 3}})
 
 
+def test_evaluate_corruption_images_null_means_the_whole_test_split() -> None:
+    assert parse_params({}).evaluate.corruption_images == 2000
+    every = parse_params({"evaluate": {"corruption_images": None}})
+    assert every.evaluate.corruption_images is None
+
+
 def test_non_mapping_is_refused() -> None:
     with pytest.raises(ParamsError, match="expected a mapping"):
         parse_params(["data"])
@@ -133,6 +141,7 @@ def test_flatten_params_uses_dotted_keys_and_the_validate_alias() -> None:
         "optimizer",
         "train",
         "mlflow",
+        "evaluate",
         "promote",
     }
     # Every flat key round-trips into the same params.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from imgclf.data.arrays import save_split, write_classes
 from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
@@ -36,6 +38,7 @@ from imgclf.training import (
 from support.http import closed_port_url
 
 SIDE = 16
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Small enough for about a second an epoch on two cores, big enough to learn a little.
 PARAMS = {
     "model": {"arch": "resnet_small", "width": 4},
@@ -271,6 +274,70 @@ def test_no_secret_reaches_a_param_or_tag(three_runs) -> None:
     for secret in SECRETS.values():
         leaks = [key for key, value in recorded if secret in key or secret in value]
         assert leaks == [], f"{secret} leaked into {leaks}"
+
+
+def test_history_holds_the_diagnostics_per_epoch(three_runs) -> None:
+    workspace, run = three_runs[1]
+    rows = history_rows(workspace)
+    assert [int(row["epoch"]) for row in rows] == [1, 2]
+    for row in rows:
+        values = {key: float(value) for key, value in row.items()}
+        # reg.l2 is 0 here: the penalty term is nothing but float32 rounding.
+        assert values["reg_loss"] == pytest.approx(0.0, abs=1e-5)
+        assert values["data_loss"] == pytest.approx(values["loss"], abs=1e-5)
+        assert values["val_data_loss"] > 0 and values["learning_rate"] == pytest.approx(0.003)
+        assert values["weight_norm"] > 0 and values["probe_grad_norm"] > 0
+    client = store(workspace)
+    for name in ("data_loss", "reg_loss", "weight_norm", "probe_grad_norm", "learning_rate"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2]
+
+
+def test_evaluate_writes_every_report_into_the_training_run(
+    three_runs, isolate: pytest.MonkeyPatch
+) -> None:
+    from imgclf.stages import evaluate
+
+    workspace, run = three_runs[2]
+    images, labels = draw_synthetic(40, seed=5, image_size=SIDE)
+    save_split(workspace / "data/prepared/test.npz", images, labels)
+    params = yaml.safe_load((workspace / "params.yaml").read_text(encoding="utf-8"))
+    params["evaluate"] = {"corruption_images": 25, "mistakes_shown": 4, "seed": 1}
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    argv = shlex.split(stages["evaluate"]["cmd"])[3:]  # after `python -m module`: as DVC runs it
+    isolate.chdir(workspace)
+    assert evaluate.main(argv) == 0
+
+    metrics = json.loads((workspace / "reports/metrics/eval.json").read_text(encoding="utf-8"))
+    assert metrics["top_k"] == 5 and metrics["accuracy"] <= metrics["top5_accuracy"] <= 1
+    corruption = metrics["corruption"]
+    assert corruption["num_images"] == 25 and corruption["seed"] == 1
+    names = ("gaussian_noise", "gaussian_blur", "brightness", "contrast", "jpeg")
+    for name in names:
+        assert set(corruption[name]) == {"severity_1", "severity_2", "severity_3", "mean"}
+    means = [corruption[name]["mean"] for name in names]
+    assert metrics["corruption_accuracy"] == pytest.approx(np.mean(means))
+    with open(workspace / "reports/plots/reliability.csv", encoding="utf-8") as handle:
+        bins = list(csv.DictReader(handle))
+    assert sum(int(row["count"]) for row in bins) == 40
+    with open(workspace / "reports/plots/corruption.csv", encoding="utf-8") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["severity"] for row in table] == ["0", "1", "2", "3"]
+    assert float(table[0]["jpeg"]) == pytest.approx(corruption["clean_accuracy"])
+    figures = ("confusion_matrix", "reliability_diagram", "confident_mistakes")
+    for figure in figures:
+        with Image.open(workspace / f"reports/figures/{figure}.png") as png:
+            assert png.format == "PNG" and min(png.size) > 100
+
+    logged = store(workspace).get_run(run.info.run_id)
+    for name in ("test_top5_accuracy", "test_ece", "test_corruption_accuracy"):
+        assert logged.data.metrics[name] == pytest.approx(metrics[name.removeprefix("test_")])
+    assert (
+        logged.data.metrics["test_corruption/jpeg/severity_3"] == corruption["jpeg"]["severity_3"]
+    )
+    artifacts = {item.path for item in store(workspace).list_artifacts(run.info.run_id, "eval")}
+    assert {f"eval/{figure}.png" for figure in figures} <= artifacts
+    assert {"eval/reliability.csv", "eval/corruption.csv", "eval/eval.json"} <= artifacts
 
 
 # --- The resumable state itself -------------------------------------------------------------

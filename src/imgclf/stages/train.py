@@ -70,6 +70,7 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     )
 
     from imgclf import training
+    from imgclf.diagnostics import probe_batch
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
 
@@ -131,6 +132,7 @@ def _train(args: argparse.Namespace, params: Params) -> None:
                 verbose="auto" if sys.stdout.isatty() else 2,
                 resume=resume,
                 backup=backup,
+                probe=probe_batch(*train_split, num_classes, settings.batch_size, settings.seed),
             )
             if result.diverged(settings.epochs):
                 backup.clear()  # the same params would diverge again: nothing to resume
