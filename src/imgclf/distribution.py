@@ -98,6 +98,20 @@ def parse_tf_config(raw: str | None) -> ClusterRole:
     return ClusterRole(task_type, task_index, cluster)
 
 
+def wait_seconds(environ: Mapping[str, str]) -> float:
+    """How long to wait for the other workers: IMGCLF_WORKER_WAIT_SECONDS or the default."""
+    raw = environ.get("IMGCLF_WORKER_WAIT_SECONDS")
+    try:
+        seconds = WORKER_WAIT_SECONDS if raw is None else float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:
+        raise DistributionError(
+            f"IMGCLF_WORKER_WAIT_SECONDS must be a number of seconds above 0, not {raw!r}"
+        )
+    return seconds
+
+
 def cluster_role(distribution: str, environ: Mapping[str, str]) -> ClusterRole | None:
     """This process's role under multi_worker (checked before any compute); None otherwise."""
     if distribution != "multi_worker":
@@ -221,9 +235,10 @@ def check_same_inputs(dist: Distribution, fingerprint: str) -> None:
     import tensorflow as tf
 
     code = int(fingerprint[:12], 16)  # 48 bits: exact in int64, plenty to tell versions apart
-    codes = dist.strategy.gather(
-        dist.strategy.run(lambda: tf.constant([code], tf.int64)), axis=0
-    ).numpy()
+    with reporting_lost_workers(dist):
+        codes = dist.strategy.gather(
+            dist.strategy.run(lambda: tf.constant([code], tf.int64)), axis=0
+        ).numpy()
     if len(set(codes.tolist())) > 1:
         raise DistributionError(
             "the workers do not train on the same params and data: check out the same commit "
@@ -257,7 +272,7 @@ def lost_worker_error(error: BaseException, role: ClusterRole, starting: bool = 
             "from epoch 1 (the chief's MLflow run is marked FAILED)"
         )
     first = (message.strip().splitlines() or [type(error).__name__])[0][:300]
-    return DistributionError(f"worker {role.name}: {what} ({first}); {advice}")
+    return DistributionError(f"{role.name}: {what} ({first}); {advice}")
 
 
 @contextlib.contextmanager

@@ -63,8 +63,8 @@ def _train(args: argparse.Namespace, params: Params) -> None:
             params.mlflow.experiment_name,
             tracking.default_artifact_location(os.environ, project_root),
         )
-    wait_seconds = os.environ.get("IMGCLF_WORKER_WAIT_SECONDS", distribution.WORKER_WAIT_SECONDS)
-    dist = distribution.start(params.train.distribution, role, float(wait_seconds))
+    wait_seconds = distribution.wait_seconds(os.environ) if role else 0.0
+    dist = distribution.start(params.train.distribution, role, wait_seconds)
 
     from imgclf import training
     from imgclf.model.losses import build_loss
@@ -74,6 +74,10 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     train_split, val_split = load_split(args.train), load_split(args.val)
     train_images, val_images = train_split[0], val_split[0]
     settings, num_classes = params.train, len(class_names)
+    data_hash = tracking.hash_files([args.train, args.val])
+    flat = flatten_params(params)
+    # First collective: workers with other params or data would otherwise hang or diverge.
+    distribution.check_same_inputs(dist, training.backup_key(flat, data_hash))
     training.make_reproducible(settings.seed, settings.deterministic)
     accelerator = training.configure_accelerator(settings.mixed_precision, settings.jit_compile)
     # batch_size is per replica: the datasets yield global batches that tf.distribute splits.
@@ -101,9 +105,6 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         settings.model_copy(update={"batch_size": global_batch}),
         params.augment,
     )
-    data_hash = tracking.hash_files([args.train, args.val])
-    flat = flatten_params(params)
-    distribution.check_same_inputs(dist, training.backup_key(flat, data_hash))
     fit = functools.partial(
         training.fit_model,
         model,
