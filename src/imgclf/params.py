@@ -248,6 +248,24 @@ class TrainParams(_Section):
         description="Same params, data and seed give the same weights and metrics "
         "(TensorFlow op determinism; costs speed mainly on GPUs).",
     )
+    distribution: Literal["auto", "none", "mirrored", "multi_worker"] = Field(
+        "auto",
+        description="tf.distribute strategy: auto (mirrored when several GPUs are seen), none, "
+        "mirrored (all local GPUs), multi_worker (machines named by TF_CONFIG).",
+    )
+    lr_scaling: Literal["linear", "sqrt", "none"] = Field(
+        "linear",
+        description="How optimizer.lr grows with the replica count (batch_size is per replica).",
+    )
+
+    @model_validator(mode="after")
+    def _distribution_fits_backend(self) -> TrainParams:
+        if self.backend != "tensorflow" and self.distribution in ("mirrored", "multi_worker"):
+            raise ValueError(
+                f"train.distribution {self.distribution!r} needs train.backend 'tensorflow' "
+                f"(tf.distribute), not {self.backend!r}: set train.distribution to auto or none"
+            )
+        return self
 
 
 class MlflowParams(_Section):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import importlib.util
 import json
 import math
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +28,10 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TI
 RETRY_SECONDS = 300.0
 # Resumable state lives outside DVC's outputs, in DVC's own scratch folder of the checkout.
 BACKUP_FOLDER = Path(".dvc", "tmp", "imgclf-train-backup")
+DIVERGED = (
+    "training diverged (non-finite loss); lower optimizer.lr or add warm-up "
+    "(optimizer.warmup_epochs)"
+)
 
 
 def _select_backend(backend: str) -> None:
@@ -59,15 +66,20 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         print(f"train: warning: {message}", file=sys.stderr)
     for variable, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(variable, value)
-    from imgclf import tracking
+    from imgclf import distribution, tracking
 
-    # The store is checked before any data is read or compute spent.
+    # TF_CONFIG and the store are checked before any data is read or compute spent; workers
+    # other than the chief never touch the store.
+    role = distribution.cluster_role(params.train.distribution, os.environ)
     project_root = tracking.resolve_project_root(os.environ, Path.cwd())
-    experiment_id = tracking.connect(
-        tracking.resolve_tracking_uri(os.environ, project_root),
-        params.mlflow.experiment_name,
-        tracking.default_artifact_location(os.environ, project_root),
-    )
+    if role is None or role.is_chief:
+        experiment_id = tracking.connect(
+            tracking.resolve_tracking_uri(os.environ, project_root),
+            params.mlflow.experiment_name,
+            tracking.default_artifact_location(os.environ, project_root),
+        )
+    wait_seconds = distribution.wait_seconds(os.environ) if role else 0.0
+    dist = distribution.start(params.train.distribution, role, wait_seconds)
 
     from imgclf import training
     from imgclf.diagnostics import probe_batch
@@ -78,33 +90,71 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     train_split, val_split = load_split(args.train), load_split(args.val)
     train_images, val_images = train_split[0], val_split[0]
     settings, num_classes = params.train, len(class_names)
+    data_hash = tracking.hash_files([args.train, args.val])
+    flat = flatten_params(params)
+    # First collective: workers with other params or data would otherwise hang or diverge.
+    distribution.check_same_inputs(dist, training.backup_key(flat, data_hash))
     training.make_reproducible(settings.seed, settings.deterministic)
     accelerator = training.configure_accelerator(settings.mixed_precision, settings.jit_compile)
-    model = training.build_classifier(params.model, params.reg, shape, num_classes, train_images)
-    train_data, val_data = training.make_datasets(
-        train_split, val_split, num_classes, settings, params.augment
-    )
-    steps_per_epoch = math.ceil(len(train_images) / settings.batch_size)
+    # batch_size is per replica: the datasets yield global batches that tf.distribute splits.
+    global_batch = dist.global_batch_size(settings.batch_size)
+    learning_rate = dist.learning_rate(params.optimizer.lr, settings.lr_scaling)
+    steps_per_epoch = math.ceil(len(train_images) / global_batch)
     class_weights = _class_weights(params, train_split[1], class_names)
-    training.compile_model(
-        model,
-        loss=build_loss(params.loss, class_weights),
-        optimizer=build_optimizer(params.optimizer, steps_per_epoch, settings.epochs),
-        jit_compile=accelerator.jit_compile,
+    with dist.scope():
+        model = training.build_classifier(
+            params.model, params.reg, shape, num_classes, train_images
+        )
+        training.compile_model(
+            model,
+            loss=build_loss(params.loss, class_weights),
+            optimizer=build_optimizer(
+                params.optimizer.model_copy(update={"lr": learning_rate}),
+                steps_per_epoch,
+                settings.epochs,
+            ),
+            jit_compile=accelerator.jit_compile,
+        )
+    train_data, val_data = training.make_datasets(
+        train_split,
+        val_split,
+        num_classes,
+        settings.model_copy(update={"batch_size": global_batch}),
+        params.augment,
     )
-    data_hash = tracking.hash_files([args.train, args.val])
+    fit = functools.partial(
+        training.fit_model,
+        model,
+        train_data,
+        val_data,
+        epochs=settings.epochs,
+        # A live progress bar on a terminal; one line per epoch in logs (DVC, CI).
+        verbose="auto" if sys.stdout.isatty() else 2,
+        probe=probe_batch(*train_split, num_classes, settings.batch_size, settings.seed),
+    )
+    if dist.role is not None:
+        print(f"train: {dist.role.name} training with {dist.num_workers} workers", flush=True)
+    if not dist.is_chief:
+        return _train_as_worker(dist, fit, model, settings.epochs)
     source_info = json.loads(args.source_info.read_text(encoding="utf-8"))
     tags = tracking.training_tags(os.environ, project_root, data_hash, source_info, accelerator)
     tags.update(warnings)
+    tags.update(dist.tags(settings.batch_size, learning_rate))
     if class_weights is not None:
         rounded = [round(weight, 4) for weight in class_weights]
         tags["loss.class_weights"] = json.dumps(dict(zip(class_names, rounded, strict=True)))
-    flat = flatten_params(params)
     state_folder = project_root / BACKUP_FOLDER / training.backup_key(flat, data_hash)
     retry_seconds = float(os.environ.get("IMGCLF_MLFLOW_RETRY_SECONDS", RETRY_SECONDS))
 
-    with training.claim_backup(state_folder) as backup:
-        resume = backup.restore(model)
+    # Workers on other machines cannot read the chief's state: multi-worker runs start over.
+    claim = (
+        contextlib.nullcontext(training.TrainingBackup(None))
+        if dist.kind == "multi_worker"
+        else training.claim_backup(state_folder)
+    )
+    with claim as backup:
+        with dist.scope():
+            resume = backup.restore(model)
         if resume is not None:
             tags["resumed_from_epoch"] = str(resume.epoch)
             print(f"train: resuming after epoch {resume.epoch} from {state_folder}")
@@ -122,24 +172,11 @@ def _train(args: argparse.Namespace, params: Params) -> None:
             logger = tracking.EpochLogger(
                 run_id, tracking.unlogged_epochs(run_id, resume.history) if resume else ()
             )
-            result = training.fit_model(
-                model,
-                train_data,
-                val_data,
-                epochs=settings.epochs,
-                callbacks=[logger],
-                # A live progress bar on a terminal; one line per epoch in logs (DVC, CI).
-                verbose="auto" if sys.stdout.isatty() else 2,
-                resume=resume,
-                backup=backup,
-                probe=probe_batch(*train_split, num_classes, settings.batch_size, settings.seed),
-            )
+            with distribution.reporting_lost_workers(dist):
+                result = fit(callbacks=[logger], resume=resume, backup=backup)
             if result.diverged(settings.epochs):
                 backup.clear()  # the same params would diverge again: nothing to resume
-                raise ImgclfError(
-                    "training diverged (non-finite loss); lower optimizer.lr or add warm-up "
-                    "(optimizer.warmup_epochs)"
-                )
+                raise ImgclfError(DIVERGED)
             serving = training.save_serving_model(model, args.model)
             write_csv(args.history, result.history)
             metrics = result.summary(model, len(train_images), run_id)
@@ -162,6 +199,22 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         f"train: best val accuracy {metrics['best_val_accuracy']:.4f} in "
         f"{metrics['train_seconds']:.1f} s; MLflow run {run_id}"
     )
+
+
+def _train_as_worker(dist, fit, model, epochs: int) -> None:
+    """A worker other than the chief: trains its share and writes no output, no MLflow run.
+
+    TensorFlow expects every worker to save, so it saves into a folder it then deletes.
+    """
+    from imgclf import distribution, training
+
+    with distribution.reporting_lost_workers(dist):
+        result = fit(callbacks=[])
+    if result.diverged(epochs):
+        raise ImgclfError(DIVERGED)
+    with tempfile.TemporaryDirectory(prefix="imgclf-worker-") as scratch:
+        training.save_serving_model(model, Path(scratch) / "model.keras")
+    print(f"train: {dist.role.name} done; the chief writes the model, metrics and MLflow run")
 
 
 def _interrupt_on_sigterm() -> None:
