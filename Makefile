@@ -9,7 +9,7 @@ BENCH_SEEDS ?= 0 1
 # Stages run `python -m imgclf.stages.*`: the venv's python must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test lint audit format ui bench clean
+.PHONY: install run test lint audit format ui bench clean server postgres
 
 install: $(STAMP)
 
@@ -30,6 +30,7 @@ lint: install audit
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/actionlint
+	$(BIN)/hadolint Dockerfile
 
 # pip-audit checks the locked packages against PyPI's advisory data. Without that service it
 # checks nothing (offline it even calls every package "not found" and exits 0): a notice, never a
@@ -70,6 +71,23 @@ ui: install
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) \
 		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts
+
+# The team tracking server (docs/scaling.md): mlflow server on the PostgreSQL database in
+# MLFLOW_BACKEND_STORE_URI, artifacts in SERVER_ARTIFACTS (a folder, s3://..., gs://...).
+# Loopback unless SERVER_HOST says otherwise, which needs SERVER_AUTH=1 (MLflow's basic-auth).
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 5000
+SERVER_ARTIFACTS ?= $(CURDIR)/mlartifacts
+SERVER_AUTH ?= 0
+server: install
+	$(BIN)/imgclf server --host $(SERVER_HOST) --port $(SERVER_PORT) \
+		--artifacts $(SERVER_ARTIFACTS) $(if $(filter 1,$(SERVER_AUTH)),--auth)
+
+# A throw-away PostgreSQL in .postgres/ on PG_PORT, to try `make server` on one machine
+# (stop it with `scripts/postgres-dev.sh stop .postgres`).
+PG_PORT ?= 5432
+postgres:
+	scripts/postgres-dev.sh start $(CURDIR)/.postgres $(PG_PORT) mlflow mlflow_auth
 
 # imgclf against a hand-written Keras script on one machine; writes docs/performance.md.
 bench: install

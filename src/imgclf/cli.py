@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from imgclf import __version__
 
 STAGES = ("download", "preprocess", "validate", "augment", "train", "evaluate", "promote", "tune")
+# Commands beside the stages: the team tracking server.
+STAGES += ("server",)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,13 +7,9 @@ reads back the runs both recorded.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from support.mlflow_server import mlflow_server
 from support.project import TINY_PARAMS, make_project, pipeline_env, run
 
 pytestmark = pytest.mark.slow
@@ -161,47 +158,15 @@ def test_tune_runs_trials_as_experiments_and_prints_the_best_line(project: Path)
         assert recorded == text or float(recorded) == pytest.approx(float(text)), key
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def ui(project: Path, tmp_path: Path) -> Iterator[str]:
     """The MLflow UI (`mlflow server`, as `make ui` starts it) over the project's store."""
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1", "--backend-store-uri", f"sqlite:///{project / 'mlruns' / 'mlflow.db'}",
-        "--default-artifact-root", str(project / "mlruns" / "artifacts"),
-    ]  # fmt: skip
-    log_path = tmp_path / "server.log"
-    with open(log_path, "w") as log:
-        env = pipeline_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
-                try:
-                    with urllib.request.urlopen(f"{url}/health", timeout=2):
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline, "mlflow server not healthy after 90 s"
-                    time.sleep(0.5)
-            yield url
-        finally:
-            # uvicorn runs as a child of `mlflow server`: stop the whole process group.
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    with mlflow_server(
+        tmp_path,
+        f"sqlite:///{project / 'mlruns' / 'mlflow.db'}",
+        default_artifact_root=project / "mlruns" / "artifacts",
+    ) as running:
+        yield running.url
 
 
 def _api(url: str, path: str, body: dict | None = None) -> dict:

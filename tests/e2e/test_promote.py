@@ -6,12 +6,7 @@ import json
 import math
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +26,7 @@ from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.params import flatten_params, parse_params
 from imgclf.stages import promote
 from imgclf.training import channel_statistics, fit_model, make_dataset
-from support.project import pipeline_env
+from support.mlflow_server import free_port, mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -168,12 +163,6 @@ def report(workdir: Path) -> dict:
 def sqlite_store(folder: Path) -> tuple[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_models_differ_as_the_flow_needs(trained: Trained) -> None:
@@ -319,48 +308,10 @@ def test_failed_data_validation_is_rejected(
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `mlflow server` on loopback, proxying artifacts to a local folder."""
     root = tmp_path_factory.mktemp("server")
-    port = free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-    ]  # fmt: skip
-    log = open(root / "server.log", "w")  # noqa: SIM115 - closed at teardown
-    # No job runner: promotion needs none, and it would add processes and a slow shutdown.
-    env = pipeline_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow server exited {process.returncode}: {_tail(root)}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after 90 s: {_tail(root)}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        # The server runs uvicorn as a child: stop the whole process group, not just the parent.
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-
-
-def _tail(root: Path) -> str:
-    return (root / "server.log").read_text(errors="replace")[-3000:]
+    with mlflow_server(
+        root, f"sqlite:///{root / 'mlflow.db'}", artifacts_destination=root / "artifacts"
+    ) as running:
+        yield running.url
 
 
 def test_promotion_against_a_real_tracking_server(

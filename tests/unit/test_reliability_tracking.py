@@ -8,13 +8,7 @@ The train stage runs in-process on tiny data.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +16,7 @@ import mlflow
 import pytest
 from test_reliability_training import isolated_stage, make_workspace, run_train, state_folder, when
 
-from support.project import pipeline_env
+from support.mlflow_server import RunningServer, mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -32,60 +26,16 @@ def isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     yield from isolated_stage(monkeypatch)
 
 
-class Server:
-    def __init__(self, url: str, process: subprocess.Popen) -> None:
-        self.url, self.process = url, process
-
-    def freeze(self) -> None:
-        os.killpg(self.process.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        os.killpg(self.process.pid, signal.SIGCONT)
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-    ]  # fmt: skip
-    log = open(root / "server.log", "w")  # noqa: SIM115 - closed at teardown
-    env = pipeline_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, (root / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "mlflow server not healthy after 90 s"
-            time.sleep(0.3)
-        yield Server(url, process)
-    finally:
-        os.killpg(process.pid, signal.SIGCONT)
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+    with mlflow_server(
+        root, f"sqlite:///{root / 'mlflow.db'}", artifacts_destination=root / "artifacts"
+    ) as running:
+        yield running
 
 
-def use_server(patch: pytest.MonkeyPatch, server: Server, retry_seconds: float) -> None:
+def use_server(patch: pytest.MonkeyPatch, server: RunningServer, retry_seconds: float) -> None:
     patch.setenv("MLFLOW_TRACKING_URI", server.url)
     # One quick try per call, so the test need not wait out MLflow's own back-off.
     patch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
@@ -93,7 +43,7 @@ def use_server(patch: pytest.MonkeyPatch, server: Server, retry_seconds: float) 
     patch.setenv("IMGCLF_MLFLOW_RETRY_SECONDS", str(retry_seconds))
 
 
-def server_run(server: Server, workspace: Path):
+def server_run(server: RunningServer, workspace: Path):
     run_id = json.loads((workspace / "reports/mlflow_run.json").read_text())["run_id"]
     client = mlflow.MlflowClient(tracking_uri=server.url)
     return client.get_run(run_id), client
@@ -111,7 +61,7 @@ def loss_steps(client: mlflow.MlflowClient, run_id: str) -> list[int]:
 
 
 def test_store_down_mid_run_training_goes_on_and_logging_catches_up(
-    server: Server,
+    server: RunningServer,
     tmp_path: Path,
     isolate,
     capsys,
@@ -138,7 +88,7 @@ def test_store_down_mid_run_training_goes_on_and_logging_catches_up(
 
 
 def test_store_that_never_returns_fails_keeps_the_model_and_a_rerun_logs_the_rest(
-    server: Server,
+    server: RunningServer,
     tmp_path: Path,
     isolate,
     capsys,
