@@ -1,8 +1,8 @@
 """End to end: faults in the pipeline itself, with the real dvc and mlflow on tiny data.
 
 The tests share one project and run in file order: a `dvc repro` whose train stage is SIGKILLed
-mid-fit, a run with other params, the resume; then outputs edited by hand, a validation that
-fails, and six queued experiments (one broken) on two workers.
+mid-fit, a run with other params, the resume; then outputs edited by hand and a validation that
+fails. (Queued experiments, one of them broken, are tested in test_experiments.py.)
 """
 
 from __future__ import annotations
@@ -215,47 +215,3 @@ def test_failed_validation_stops_repro_before_augment_and_train(story: Story) ->
     _set_params(project, "validate", min_rows=100)
     run(["dvc", "repro"], project)  # the passing result comes back (from DVC's run cache)
     assert json.loads((project / "reports/validation/result.json").read_text())["success"]
-
-
-def _wait_for_queue(project: Path, timeout_seconds: float = 480) -> str:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], project).stdout
-        if not re.search(r"\b(Queued|Running)\b", status):
-            return status
-        time.sleep(6)  # each poll starts dvc, which takes CPU from the two workers
-    raise AssertionError(f"queue still busy after {timeout_seconds} s:\n{status}")
-
-
-def test_six_queued_experiments_on_two_workers_one_failing(story: Story) -> None:
-    project = story.project
-    # One call queues five (a grid over the seed), one epoch each: the queue is under test.
-    queued = run(
-        ["dvc", "exp", "run", "--queue", "-S", "train.epochs=1", "-S", "train.seed=0,1,2,3,4"],
-        project,
-    ).stdout
-    good = set(re.findall(r"Queued experiment '([\w-]+)'", queued))
-    assert len(good) == 5, queued
-    # Refused by the params check at start-up.
-    run(["dvc", "exp", "run", "--queue", "--name", "broken-l2", "-S", "reg.l2=-1"], project)
-    run(["dvc", "queue", "start", "-j", "2"], project)
-    status = _wait_for_queue(project)
-
-    states = dict(re.findall(r"^\w+\s+([\w-]+)\s+.*?\b(Success|Failed)\b", status, re.M))
-    assert states == {**dict.fromkeys(good, "Success"), "broken-l2": "Failed"}, status
-    logs = subprocess.run(
-        ["dvc", "queue", "logs", "broken-l2"], cwd=project, env=pipeline_env(), capture_output=True
-    )
-    assert b"reg.l2" in logs.stdout + logs.stderr
-
-    shown = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], project).stdout))
-    assert all(f'"{name}"' in shown for name in good)
-    runs = {r.info.run_name: r for r in _runs(project) if r.info.run_name in good}
-    assert set(runs) == set(good)
-    assert {r.info.status for r in runs.values()} == {"FINISHED"}
-    assert sorted(r.data.params["train.seed"] for r in runs.values()) == list("01234")
-    for name in good:
-        logs = subprocess.run(
-            ["dvc", "queue", "logs", name], cwd=project, env=pipeline_env(), capture_output=True
-        )
-        assert b"database is locked" not in logs.stdout + logs.stderr
