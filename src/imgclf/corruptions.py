@@ -71,12 +71,14 @@ def jpeg(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
     from PIL import Image
 
     out = np.empty_like(images)
+    mode = "RGB" if images.shape[-1] == 3 else "L"
     for index, image in enumerate(images):
         buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY[severity - 1])
+        pixels = Image.fromarray(image if mode == "RGB" else image[..., 0], mode)
+        pixels.save(buffer, format="JPEG", quality=JPEG_QUALITY[severity - 1])
         buffer.seek(0)
         with Image.open(buffer) as decoded:
-            out[index] = np.asarray(decoded.convert("RGB"))
+            out[index] = np.asarray(decoded.convert(mode)).reshape(image.shape)
     return out
 
 
@@ -91,13 +93,16 @@ CORRUPTIONS: dict[str, Corruption] = {
 
 
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
-    """images [N, H, W, 3] uint8 corrupted by `name` at severity 1-3; the same seed, same result."""
+    """uint8 images [N, H, W, C] (C: 1 or 3) corrupted by `name` at severity 1-3; the same seed,
+    the same result."""
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; valid: {', '.join(CORRUPTIONS)}")
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.dtype} {images.shape}")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"expected uint8 images [N, H, W, 1 or 3], got {images.dtype} {images.shape}"
+        )
     # Each (corruption, severity) draws from its own stream: the order they run in is free.
     rng = np.random.default_rng([seed, list(CORRUPTIONS).index(name), severity])
     return CORRUPTIONS[name](images, severity, rng)

@@ -95,7 +95,10 @@ def plot_image_gallery(images: np.ndarray, titles: Sequence[str], path: Path) ->
     for axis in axes.flat:
         axis.axis("off")
     for axis, image, title in zip(axes.flat, images, titles, strict=False):
-        axis.imshow(image, interpolation="nearest")
+        if image.shape[-1] == 1:  # grey images (Fashion-MNIST, grey folders)
+            axis.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        else:
+            axis.imshow(image, interpolation="nearest")
         axis.set_title(title, fontsize=7)
     if len(images) == 0:
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")

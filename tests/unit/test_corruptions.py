@@ -117,3 +117,20 @@ def test_corruption_accuracy_scores_a_real_predictor() -> None:
     assert [row["severity"] for row in table] == [0, 1, 2, 3]
     assert table[0] == {"severity": 0, **{name: 7 / 8 for name in CORRUPTIONS}}
     assert table[3]["brightness"] == result["brightness"]["severity_3"]
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_grey_images_keep_one_channel(name: str) -> None:
+    grey = np.random.default_rng(3).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+    for severity in SEVERITIES:
+        out = corrupt(grey, name, severity, seed=0)
+        assert out.shape == grey.shape and out.dtype == np.uint8
+    assert not np.array_equal(corrupt(grey, name, 3, seed=0), grey)
+
+
+def test_grey_gallery_is_drawn(tmp_path) -> None:
+    from imgclf.figures import plot_image_gallery
+
+    grey = np.random.default_rng(4).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)
+    plot_image_gallery(grey, ["a", "b"], tmp_path / "gallery.png")
+    assert (tmp_path / "gallery.png").stat().st_size > 1000
