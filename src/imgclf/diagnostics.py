@@ -32,13 +32,27 @@ def data_loss_metrics(loss: keras.losses.Loss) -> list[keras.metrics.Metric]:
     """
     if not isinstance(loss, keras.losses.Loss) or loss.reduction not in _MEAN_REDUCTIONS:
         return []
+    return [DataLoss(loss)]
 
-    def per_image_loss(y_true, y_pred):
+
+@keras.saving.register_keras_serializable(package="imgclf")
+class DataLoss(keras.metrics.Mean):
+    """The epoch mean of one loss's per-image values; it saves and clones with its loss."""
+
+    def __init__(self, loss: keras.losses.Loss | dict, name: str = "data_loss", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.loss = keras.losses.deserialize(loss) if isinstance(loss, dict) else loss
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
         # What Loss.__call__ does before `call`: both sides in the loss's dtype.
-        to_dtype = keras.ops.convert_to_tensor
-        return loss.call(to_dtype(y_true, loss.dtype), to_dtype(y_pred, loss.dtype))
+        as_loss_dtype = keras.ops.convert_to_tensor
+        values = self.loss.call(
+            as_loss_dtype(y_true, self.loss.dtype), as_loss_dtype(y_pred, self.loss.dtype)
+        )
+        return super().update_state(values, sample_weight=sample_weight)
 
-    return [keras.metrics.MeanMetricWrapper(per_image_loss, name="data_loss")]
+    def get_config(self) -> dict:
+        return {**super().get_config(), "loss": keras.losses.serialize(self.loss)}
 
 
 def probe_batch(

@@ -128,3 +128,27 @@ def test_probe_batch_is_a_fixed_seeded_choice_with_one_hot_labels() -> None:
     np.testing.assert_array_equal(one_hot, np.eye(4)[labels[picked]])
     assert not np.array_equal(chosen, probe_batch(images, labels, 4, size=6, seed=3)[0])
     assert len(probe_batch(images, labels, 4, size=50, seed=0)[0]) == 20
+
+
+def test_a_model_compiled_with_data_loss_clones_saves_and_loads(tmp_path) -> None:
+    """The metric serialises with its loss: clone_model and a compiled .keras round trip work."""
+    import keras
+    import numpy as np
+
+    from imgclf.diagnostics import data_loss_metrics
+    from imgclf.model.losses import build_loss
+    from imgclf.params import parse_params
+
+    loss = build_loss(parse_params({"loss": {"name": "poly1", "label_smoothing": 0.1}}).loss)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    model.compile(optimizer="adam", loss=loss, metrics=data_loss_metrics(loss))
+    x = np.random.default_rng(0).random((8, 4)).astype("float32")
+    y = np.eye(3, dtype="float32")[np.arange(8) % 3]
+    model.fit(x, y, epochs=1, verbose=0)
+    keras.models.clone_model(model)
+    model.save(tmp_path / "compiled.keras")
+    reloaded = keras.saving.load_model(tmp_path / "compiled.keras")
+    before = model.evaluate(x, y, verbose=0, return_dict=True)["data_loss"]
+    after = reloaded.evaluate(x, y, verbose=0, return_dict=True)["data_loss"]
+    assert after == pytest.approx(before, rel=1e-5)
