@@ -185,6 +185,17 @@ def _gain(records: list[dict], baseline: list[dict]) -> float | None:
     return mean(r["accuracy"] for r in records) - mean(r["accuracy"] for r in baseline)
 
 
+def _paired(records: list[dict], baseline: list[dict]) -> str:
+    """Each seed's change against the recipe run with the same seed (same init, same order)."""
+    recipe = {record["seed"]: record["accuracy"] for record in baseline}
+    pairs = [
+        f"s{r['seed']} {100 * (r['accuracy'] - recipe[r['seed']]):+.2f}"
+        for r in records
+        if r["seed"] in recipe
+    ]
+    return ", ".join(pairs) or "—"
+
+
 def _verdict(records: list[dict], baseline: list[dict]) -> str:
     """Helped / hurt only when the gap exceeds both rows' seed-to-seed spread."""
     gain = _gain(records, baseline)
@@ -250,11 +261,12 @@ def write_report(shown: list, meta: dict, out: Path = OUT, plot: Path = PLOT) ->
         f"by `dvc queue start -j {meta.get('jobs', 1)}`; test accuracy on the carved test split, "
         "mean ± standard deviation over the seeds (`train.seed`). Train seconds is the `fit` wall "
         "time from train.json. A verdict of helped/hurt needs the gap to exceed twice the larger "
-        "seed-to-seed spread of the two rows.",
+        "seed-to-seed spread of the two rows; the paired column compares each seed with the "
+        "recipe run of the same seed (same initial weights and batch order).",
         "",
-        "| row | change | seeds | test accuracy | Δ vs recipe (points) | ECE | train seconds "
-        "| verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| row | change | seeds | test accuracy | Δ vs recipe (points) | Δ per seed (paired) "
+        "| ECE | train seconds | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row, (description, _) in ROWS.items():
         records = sorted(rows[row], key=lambda record: record["seed"])
@@ -264,6 +276,7 @@ def write_report(shown: list, meta: dict, out: Path = OUT, plot: Path = PLOT) ->
             f"| {row} | {description} | {len(records)} | "
             f"{_mean_std([r['accuracy'] for r in records])} | "
             f"{'—' if gain is None or row == BASELINE else f'{100 * gain:+.2f}'} | "
+            f"{'—' if row == BASELINE else _paired(records, baseline)} | "
             f"{_mean_std(eces, 3)} | {_mean_std([r['train_seconds'] for r in records], 0)} | "
             f"{'—' if row == BASELINE else _verdict(records, baseline)} |"
         )
@@ -303,8 +316,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads(RAW.read_text(encoding="utf-8"))
-        notes = args.note or saved["meta"].get("notes", [])
-        write_report(saved["exp_show"], {**saved["meta"], "notes": notes})
+        if args.note:  # kept with the results, so a later rebuild says the same
+            saved["meta"]["notes"] = args.note
+            RAW.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+        write_report(saved["exp_show"], saved["meta"])
         print(f"wrote {OUT}")
         return
     if args.data is None:

@@ -71,6 +71,7 @@ def test_report_numbers_verdicts_and_best_changes(tmp_path: Path) -> None:
         row: next(x for x in text.splitlines() if x.startswith(f"| {row} |")) for row in RESULTS
     }
     assert "0.6650 ± 0.0071" in line["mixup"] and "+5.50" in line["mixup"]
+    assert "s0 +6.00, s1 +5.00" in line["mixup"]
     assert line["mixup"].endswith("| helped |")
     assert line["focal"].endswith("| no clear effect |")
     assert "-10.00" in line["dropout"] and line["dropout"].endswith("| hurt |")
