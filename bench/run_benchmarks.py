@@ -208,7 +208,8 @@ def _write_report(args, rows, stage_seconds, noop_seconds, feeding) -> None:
         "|---|---|",
         f"| the train stage's pipeline | {feeding['pipeline_images_per_second']:.0f} |",
         f"| the same batches in memory | {feeding['memory_images_per_second']:.0f} |",
-        f"| ratio | {feeding['ratio']:.1%} |",
+        f"| ratio (medians) | {feeding['ratio']:.1%} |",
+        f"| ratio (best rounds) | {feeding['best_ratio']:.1%} |",
         "",
     ]
     lines += _accelerator_section(args.out.parent / "device")
