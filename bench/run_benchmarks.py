@@ -109,7 +109,8 @@ def main() -> None:
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     project = make_project(args.workdir, {"data": {"source": "folder", "path": str(data)}})
-    env = pipeline_env()
+    # The stages run the project's own copy of the code, whatever imgclf is installed.
+    env = pipeline_env({"PYTHONPATH": str(project / "src")})
 
     stage_seconds = {}
     for stage in DATA_STAGES:

@@ -87,7 +87,8 @@ def run_grid(data: Path, seeds: list[int], rows: list[str], workdir: Path, jobs:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     project = make_project(workdir, {"data": {"source": "folder", "path": str(data.resolve())}})
-    env = pipeline_env()
+    # The stages run the project's own copy of the code, whatever imgclf is installed.
+    env = pipeline_env({"PYTHONPATH": str(project / "src")})
     for stage in DATA_STAGES:
         _run(["dvc", "repro", "--single-item", stage], project, env)
     # Queued experiments start from the last commit: it must hold the data stages' lock.
