@@ -26,7 +26,7 @@ from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.params import flatten_params, parse_params
 from imgclf.stages import promote
 from imgclf.training import channel_statistics, fit_model, make_dataset
-from support.mlflow_server import free_port, mlflow_server
+from support.mlflow_server import free_port, sqlite_mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -307,10 +307,7 @@ def test_failed_data_validation_is_rejected(
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `mlflow server` on loopback, proxying artifacts to a local folder."""
-    root = tmp_path_factory.mktemp("server")
-    with mlflow_server(
-        root, f"sqlite:///{root / 'mlflow.db'}", artifacts_destination=root / "artifacts"
-    ) as running:
+    with sqlite_mlflow_server(tmp_path_factory.mktemp("server")) as running:
         yield running.url
 
 

@@ -137,3 +137,12 @@ def mlflow_server(
         command += ["--default-artifact-root", str(default_artifact_root)]
     with serve(command, port, root / "server.log") as server:
         yield server
+
+
+@contextmanager
+def sqlite_mlflow_server(root: Path) -> Iterator[RunningServer]:
+    """`mlflow server` on a SQLite store in root, proxying artifacts to root/artifacts."""
+    with mlflow_server(
+        root, f"sqlite:///{root / 'mlflow.db'}", artifacts_destination=root / "artifacts"
+    ) as running:
+        yield running

@@ -16,7 +16,7 @@ import mlflow
 import pytest
 from test_reliability_training import isolated_stage, make_workspace, run_train, state_folder, when
 
-from support.mlflow_server import RunningServer, mlflow_server
+from support.mlflow_server import RunningServer, sqlite_mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +28,7 @@ def isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("server")
-    with mlflow_server(
-        root, f"sqlite:///{root / 'mlflow.db'}", artifacts_destination=root / "artifacts"
-    ) as running:
+    with sqlite_mlflow_server(tmp_path_factory.mktemp("server")) as running:
         yield running
 
 
