@@ -10,7 +10,6 @@ import json
 import re
 import shlex
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,14 @@ import pytest
 from mlflow import MlflowClient
 
 from support.mlflow_server import mlflow_server
-from support.project import TINY_PARAMS, make_project, pipeline_env, run
+from support.project import (
+    TINY_PARAMS,
+    make_project,
+    pipeline_env,
+    run,
+    start_queue,
+    wait_for_queue,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -71,16 +77,6 @@ def _experiment_rows(project: Path) -> tuple[str, dict[str, dict]]:
     return baseline["rev"], rows
 
 
-def _wait_for_queue(project: Path, timeout_seconds: float = 480) -> str:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], project).stdout
-        if not re.search(r"\b(Queued|Running)\b", status):
-            return status
-        time.sleep(5)  # each poll starts dvc, which competes with the training
-    raise AssertionError(f"queue still busy after {timeout_seconds} s:\n{status}")
-
-
 def test_queued_grid_on_two_workers(project: Path) -> None:
     queued = run(
         [
@@ -93,8 +89,8 @@ def test_queued_grid_on_two_workers(project: Path) -> None:
     assert len(names) == 4, queued
     # Refused by the params check at start-up: it fails alone, the grid is not lost.
     run(["dvc", "exp", "run", "--queue", "--name", "broken-l2", "-S", "reg.l2=-1"], project)
-    run(["dvc", "queue", "start", "-j", "2"], project)
-    status = _wait_for_queue(project)
+    start_queue(project, jobs=2)
+    status = wait_for_queue(project)
     states = dict(re.findall(r"^\w+\s+([\w-]+)\s+.*?\b(Success|Failed)\b", status, re.M))
     assert states == {**dict.fromkeys(names, "Success"), "broken-l2": "Failed"}, status
     broken = subprocess.run(

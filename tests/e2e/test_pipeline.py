@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from support.project import TINY_PARAMS, make_project, run
+from support.project import TINY_PARAMS, make_project, run, start_queue, wait_for_queue
 
 pytestmark = pytest.mark.slow
 
@@ -92,21 +91,11 @@ def test_exp_run_reruns_train_and_evaluate_only(project: Path) -> None:
     assert new[0].info.status == "FINISHED"
 
 
-def _wait_for_queue(project: Path, timeout_seconds: float = 420) -> str:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], project).stdout
-        if not re.search(r"\b(Queued|Running)\b", status):
-            return status
-        time.sleep(3)
-    raise AssertionError(f"queue still busy after {timeout_seconds} s:\n{status}")
-
-
 def test_queued_experiment_lands_in_the_project_store(project: Path) -> None:
     before = {run_.info.run_id for run_ in _runs(project)}
     run(["dvc", "exp", "run", "--queue", "-S", "reg.l2=0.001", "--name", "queued-l2"], project)
-    run(["dvc", "queue", "start"], project)
-    status = _wait_for_queue(project)
+    start_queue(project)
+    status = wait_for_queue(project)
     assert "Success" in status and "Failed" not in status, status
     new = [run_ for run_ in _runs(project) if run_.info.run_id not in before]
     assert [run_.info.run_name for run_ in new] == ["queued-l2"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -73,6 +75,37 @@ def run(
             f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def start_queue(project: Path, jobs: int = 1) -> None:
+    """`dvc queue start`: its workers are daemons that outlive the command.
+
+    They inherit the command's stdout and stderr, so capturing those into pipes (as `run` does)
+    would block until the last worker exits, that is until the queue drains. The command's own
+    output is not needed: `wait_for_queue` and `dvc queue logs` tell what happened.
+    """
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", str(jobs)],
+        cwd=project,
+        env=pipeline_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=120,
+    )
+
+
+def wait_for_queue(project: Path, timeout_seconds: float = 480) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; return the last status."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"queue still busy after {timeout_seconds} s:\n{status}")
+        time.sleep(5)  # each poll starts dvc, which competes with the training
 
 
 # Small enough that the whole pipeline runs in well under a minute on two cores.
