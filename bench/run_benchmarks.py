@@ -12,6 +12,7 @@ The result is docs/performance.md, generated: do not edit it by hand.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -66,11 +67,17 @@ def _experiment(project: Path, env: dict[str, str], overrides: dict[str, str], s
     wall, _ = _run(command, project, env)
     train = _read_json(project / "reports/metrics/train.json")
     evaluation = _read_json(project / "reports/metrics/eval.json")
+    with (project / "reports/plots/history.csv").open(encoding="utf-8", newline="") as handle:
+        history = [
+            {key: float(row[key]) for key in ("epoch", "epoch_seconds", "val_accuracy")}
+            for row in csv.DictReader(handle)
+        ]
     return {
         "accuracy": evaluation["accuracy"],
         "train_seconds": train["train_seconds"],
         "pipeline_seconds": round(wall, 1),
         "peak_rss_mb": train.get("peak_rss_mb"),
+        "history": history,
         "command": "dvc exp run " + " ".join(f"-S {k}={v}" for k, v in settings.items()),
     }
 
@@ -147,6 +154,111 @@ def main() -> None:
     _write_report(args, rows, stage_seconds, noop_seconds, feeding)
 
 
+# The performance targets on a 2-core CPU (docs/performance.md checks each one).
+LIMITS = {
+    "fidelity_points": 0.015,  # 1: seed_cnn within 1.5 accuracy points of the reference...
+    "fidelity_time": 1.1,  # ...at <= 1.1x its training time
+    "default_accuracy": 0.80,  # 2: the defaults reach 80%...
+    "default_time": 1.0,  # ...within the reference's training time
+    "noop_seconds": 3.0,  # 3: overheads
+    "data_stage_seconds": 60.0,
+    "validate_seconds": 15.0,
+    "feeding_ratio": 0.90,  # 4: pipeline / in-memory throughput
+    "peak_rss_mib": 4096.0,  # 5: the train stage on the full set
+}
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return statistics.mean(values) if values else None
+
+
+def targets(rows, stage_seconds, noop_seconds, feeding) -> list[tuple[str, str, bool | None]]:
+    """(target, measured figures, met?) for each target; met is None when it was not measured."""
+    reference_accuracy = _mean(rows["reference"], "accuracy")
+    reference_seconds = _mean(rows["reference"], "train_seconds")
+    out: list[tuple[str, str, bool | None]] = []
+    for label, name in (
+        ("1. seed_cnn within 1.5 points of the reference at <= 1.1x its time", "seed_cnn"),
+        ("2. defaults >= 80% within the reference's training time", "default"),
+    ):
+        accuracy = _mean(rows[name], "accuracy")
+        seconds = _mean(rows[name], "train_seconds")
+        if None in (accuracy, seconds, reference_accuracy, reference_seconds):
+            out.append((label, "not measured", None))
+            continue
+        ratio = seconds / reference_seconds
+        if name == "seed_cnn":
+            gap = accuracy - reference_accuracy
+            measured = f"{gap * 100:+.2f} points, {ratio:.2f}x the reference's training time"
+            met = abs(gap) <= LIMITS["fidelity_points"] and ratio <= LIMITS["fidelity_time"]
+        else:
+            measured = f"{accuracy:.2%} in {seconds:.0f} s ({ratio:.2f}x {reference_seconds:.0f} s)"
+            met = accuracy >= LIMITS["default_accuracy"] and ratio <= LIMITS["default_time"]
+        out.append((label, measured, met))
+    data_seconds = sum(stage_seconds.get(stage, 0.0) for stage in DATA_STAGES)
+    validate = stage_seconds.get("validate")
+    out.append(
+        (
+            "3. no-op repro < 3 s; data stages < 60 s; validate < 15 s",
+            f"{noop_seconds:.2f} s; {data_seconds:.1f} s; {validate:.1f} s",
+            noop_seconds < LIMITS["noop_seconds"]
+            and data_seconds < LIMITS["data_stage_seconds"]
+            and validate < LIMITS["validate_seconds"],
+        )
+    )
+    out.append(
+        (
+            "4. pipeline >= 90% of in-memory throughput",
+            f"{feeding['ratio']:.1%} (medians), {feeding['best_ratio']:.1%} (best rounds)",
+            feeding["ratio"] >= LIMITS["feeding_ratio"],
+        )
+    )
+    peak = max((row["peak_rss_mb"] for row in rows["default"] if row.get("peak_rss_mb")), default=0)
+    out.append(
+        (
+            "5. train stage peak RSS < 4 GiB",
+            f"{peak:.0f} MiB" if peak else "not measured",
+            (peak < LIMITS["peak_rss_mib"]) if peak else None,
+        )
+    )
+    return out
+
+
+def default_profile(history: list[dict], reference_seconds: float | None) -> list[str]:
+    """The default run epoch by epoch: how far its accuracy gets in the reference's time."""
+    lines = ["| epoch | train seconds so far | val accuracy |", "|---|---|---|"]
+    elapsed = 0.0
+    within = None  # last epoch that ended within the reference's training time
+    first_80 = None
+    for row in history:
+        elapsed += row["epoch_seconds"]
+        if reference_seconds and elapsed <= reference_seconds:
+            within = (int(row["epoch"]), elapsed, row["val_accuracy"])
+        if first_80 is None and row["val_accuracy"] >= LIMITS["default_accuracy"]:
+            first_80 = (int(row["epoch"]), elapsed)
+        lines.append(f"| {int(row['epoch'])} | {elapsed:.0f} | {row['val_accuracy']:.4f} |")
+    lines.append("")
+    if reference_seconds:
+        if within:
+            lines.append(
+                f"Within the reference's {reference_seconds:.0f} s the defaults finish "
+                f"{within[0]} epoch(s), at {within[2]:.2%} validation accuracy."
+            )
+        else:
+            lines.append(
+                f"Not one epoch of the defaults fits in the reference's {reference_seconds:.0f} s."
+            )
+    if first_80:
+        lines.append(
+            f"Validation accuracy first reaches 80% after epoch {first_80[0]}, "
+            f"{first_80[1]:.0f} s into training."
+        )
+    else:
+        lines.append("Validation accuracy does not reach 80% in this run.")
+    return [*lines, ""]
+
+
 def _write_report(args, rows, stage_seconds, noop_seconds, feeding) -> None:
     reference_seconds = [row["train_seconds"] for row in rows["reference"]]
     reference_accuracy = [row["accuracy"] for row in rows["reference"]]
@@ -180,6 +292,30 @@ def _write_report(args, rows, stage_seconds, noop_seconds, feeding) -> None:
             f"{_mean_std(pipeline) if pipeline else '—'} | {gain} | {ratio} |"
         )
     lines += ["", f"Seeds: {', '.join(map(str, args.seeds))} (mean ± standard deviation).", ""]
+    checked = targets(rows, stage_seconds, noop_seconds, feeding)
+    verdicts = {True: "met", False: "**not met**", None: "not measured"}
+    lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {label} | {measured} | {verdicts[met]} |" for label, measured, met in checked]
+    lines.append("")
+    if rows["default"]:
+        reference_seconds = _mean(rows["reference"], "train_seconds")
+        lines += [
+            "## The defaults epoch by epoch",
+            "",
+            f"Seed {args.seeds[0]}'s default run (history.csv), against the reference's mean "
+            "training time. The default model trains at "
+            f"{feeding['pipeline_images_per_second']:.0f} images/s here (input-pipeline section "
+            "below), so time is spent in the model's arithmetic, not in feeding it.",
+            "",
+            *default_profile(rows["default"][0]["history"], reference_seconds),
+        ]
+        if checked[1][2] is False:
+            lines += [
+                "Target 2 is compute-bound on this CPU: closing it needs more arithmetic per "
+                "second (the GPU section shows the same defaults passing 80% in under a minute "
+                "on an H100) or a recipe that reaches 80% in fewer passes over the images.",
+                "",
+            ]
     lines += ["Commands:", ""]
     for name in ("seed_cnn", "default"):
         if rows[name]:

@@ -1,0 +1,73 @@
+"""bench/run_benchmarks.py: the targets' verdicts and the defaults' epoch profile.
+
+The rows follow what the runner collects (the reference script's JSON line, train.json,
+eval.json and history.csv per experiment); the numbers are chosen on each side of a limit.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+run_benchmarks = pytest.importorskip("run_benchmarks")
+
+STAGES = {"download": 15.0, "preprocess": 5.0, "validate": 9.0, "augment": 3.0}
+FEEDING = {"ratio": 0.95, "best_ratio": 0.97}
+
+
+def _rows(seed_cnn_accuracy: float, default_accuracy: float, default_seconds: float) -> dict:
+    return {
+        "reference": [
+            {"accuracy": 0.66, "train_seconds": 100.0},
+            {"accuracy": 0.68, "train_seconds": 110.0},
+        ],
+        "seed_cnn": [{"accuracy": seed_cnn_accuracy, "train_seconds": 100.0}],
+        "default": [
+            {"accuracy": default_accuracy, "train_seconds": default_seconds, "peak_rss_mb": 3000}
+        ],
+    }
+
+
+def _verdicts(rows, noop=1.5, stages=STAGES, feeding=FEEDING) -> list[bool | None]:
+    return [met for _, _, met in run_benchmarks.targets(rows, stages, noop, feeding)]
+
+
+def test_every_target_met() -> None:
+    assert _verdicts(_rows(0.68, 0.81, 100.0)) == [True] * 5
+
+
+def test_each_limit_fails_its_own_target_only() -> None:
+    # 1.6 points below the reference's mean (0.67): outside the 1.5-point band.
+    assert _verdicts(_rows(0.654, 0.81, 100.0)) == [False, True, True, True, True]
+    # 80% reached, but slower than the reference (105 s): target 2 fails.
+    assert _verdicts(_rows(0.68, 0.81, 106.0)) == [True, False, True, True, True]
+    assert _verdicts(_rows(0.68, 0.79, 90.0)) == [True, False, True, True, True]
+    assert _verdicts(_rows(0.68, 0.81, 100.0), noop=3.2)[2] is False
+    assert _verdicts(_rows(0.68, 0.81, 100.0), stages={**STAGES, "validate": 16.0})[2] is False
+    assert (
+        _verdicts(_rows(0.68, 0.81, 100.0), feeding={"ratio": 0.89, "best_ratio": 0.95})[3] is False
+    )
+
+
+def test_without_the_reference_targets_1_and_2_are_not_measured() -> None:
+    rows = {**_rows(0.68, 0.81, 100.0), "reference": []}
+    assert _verdicts(rows)[:2] == [None, None]
+
+
+def test_profile_finds_the_epochs_within_the_reference_time_and_the_first_80() -> None:
+    history = [
+        {"epoch": 1.0, "epoch_seconds": 40.0, "val_accuracy": 0.55},
+        {"epoch": 2.0, "epoch_seconds": 40.0, "val_accuracy": 0.70},
+        {"epoch": 3.0, "epoch_seconds": 40.0, "val_accuracy": 0.78},
+        {"epoch": 4.0, "epoch_seconds": 40.0, "val_accuracy": 0.81},
+    ]
+    text = "\n".join(run_benchmarks.default_profile(history, reference_seconds=100.0))
+    assert "| 3 | 120 | 0.7800 |" in text
+    assert "finish 2 epoch(s), at 70.00% validation accuracy" in text
+    assert "first reaches 80% after epoch 4, 160 s into training" in text
+    text = "\n".join(run_benchmarks.default_profile(history[:3], reference_seconds=30.0))
+    assert "Not one epoch" in text and "does not reach 80%" in text
