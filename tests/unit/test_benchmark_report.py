@@ -71,3 +71,33 @@ def test_profile_finds_the_epochs_within_the_reference_time_and_the_first_80() -
     assert "first reaches 80% after epoch 4, 160 s into training" in text
     text = "\n".join(run_benchmarks.default_profile(history[:3], reference_seconds=30.0))
     assert "Not one epoch" in text and "does not reach 80%" in text
+
+
+def test_page_from_saved_measurements(tmp_path: Path) -> None:
+    history = [{"epoch": 1.0, "epoch_seconds": 30.0, "val_accuracy": 0.6}]
+    rows = _rows(0.68, 0.79, 300.0)
+    for row in rows["seed_cnn"] + rows["default"]:
+        row.update(history=history, train_images=45000, command="dvc exp run -S train.seed=0")
+    measured = {
+        "data": "cifar.tar.gz",
+        "seeds": [0, 1],
+        "machine": "test machine",
+        "date": "2026-11-28",
+        "rows": rows,
+        "stage_seconds": STAGES,
+        "noop_seconds": 1.5,
+        "feeding": {
+            **FEEDING,
+            "steps": 60,
+            "rounds": 3,
+            "pipeline_images_per_second": 950.0,
+            "memory_images_per_second": 1000.0,
+        },
+    }
+    out = tmp_path / "performance.md"
+    run_benchmarks._write_report(measured, out)
+    page = out.read_text(encoding="utf-8")
+    assert "| 2. defaults >= 80% within the reference's training time | 79.00% in 300 s" in page
+    assert "**not met**" in page and "compute-bound" in page
+    assert "It trains at 1500 images/s (median epoch)." in page
+    assert "| data stages together | 32.0 |" in page
