@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("train", type=Path, help="a train.npz written by the augment stage")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--steps", type=int, default=60, help="training steps per timing")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
 
     import keras
