@@ -330,8 +330,8 @@ def _write_report(measured: dict, out: Path) -> None:
             f"Seed {seeds[0]}'s default run (history.csv), against the reference's mean "
             f"training time.{_speed(rows['default'][0])}"
             + (
-                " The input pipeline keeps up (target 4), so the time goes to the model's "
-                "arithmetic, not to feeding it."
+                " At full speed the input pipeline keeps up (target 4), so the time goes to "
+                "the model's arithmetic, not to feeding it."
                 if checked[3][2]
                 else ""
             ),
@@ -383,11 +383,13 @@ def _write_report(measured: dict, out: Path) -> None:
         ],
         f"| ratio | {feeding['ratio']:.1%} | {feeding['best_ratio']:.1%} | |",
         "",
-        "On this shared VM a round runs at one of two speeds, about 750 or about 1,300-1,700 "
-        "images/s, whichever way it is fed: the slow speed is the machine, not the feeding. The "
-        "best round of each feeding is the one that slowdown missed, so target 4 compares best "
-        "rounds (as `timeit` takes the fastest repeat); a median moves with how many slow rounds "
-        "each feeding happened to draw.",
+        "On this shared VM a round runs either at full speed or at about 750 images/s, half of "
+        "it, and the in-memory rounds drop to that half speed too: it is a cap the machine "
+        "puts on, not a cost of the feeding. The best round of each feeding is one the cap "
+        "missed, so target 4's verdict compares best rounds (as `timeit` keeps the fastest "
+        "repeat). The medians are shown as well because the pipeline's rounds may draw the "
+        "cap more often than the in-memory ones (count them under every round): its shuffling "
+        "and augmentation take CPU beside the model's arithmetic on two cores.",
         "",
     ]
     lines += _accelerator_section(REPO / "docs" / "device")

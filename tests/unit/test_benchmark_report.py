@@ -104,4 +104,4 @@ def test_page_from_saved_measurements(tmp_path: Path) -> None:
     assert "It trains at 1500 images/s (median epoch)." in page
     assert "| data stages together | 32.0 |" in page
     assert "| the train stage's pipeline | 950 | 960 | 950, 700, 960 |" in page
-    assert "The input pipeline keeps up (target 4)" in page
+    assert "the input pipeline keeps up (target 4)" in page
