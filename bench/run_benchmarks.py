@@ -320,10 +320,10 @@ def _write_report(measured: dict, out: Path) -> None:
     checked = targets(rows, stage_seconds, noop_seconds, feeding)
     verdicts = {True: "met", False: "**not met**", None: "not measured"}
     lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
-    lines += [f"| {label} | {measured} | {verdicts[met]} |" for label, measured, met in checked]
+    lines += [f"| {label} | {figures} | {verdicts[met]} |" for label, figures, met in checked]
     lines.append("")
     if rows["default"]:
-        reference_seconds = _mean(rows["reference"], "train_seconds")
+        reference_mean = _mean(rows["reference"], "train_seconds")
         lines += [
             "## The defaults epoch by epoch",
             "",
@@ -336,7 +336,7 @@ def _write_report(measured: dict, out: Path) -> None:
                 else ""
             ),
             "",
-            *default_profile(rows["default"][0]["history"], reference_seconds),
+            *default_profile(rows["default"][0]["history"], reference_mean),
         ]
         if checked[1][2] is False:
             lines += [
