@@ -536,4 +536,9 @@ def lever_warnings(params: Params) -> dict[str, str]:
             "optimizers the L2 penalty is rescaled per weight while the decoupled decay is not, "
             "so the two interact: usually keep one and set the other to 0"
         )
+    if params.optimizer.nesterov and params.optimizer.name != "sgd":
+        warnings["warning.nesterov_ignored"] = (
+            f"optimizer.nesterov is true but optimizer.name is {params.optimizer.name!r}: only "
+            "sgd reads it, so it has no effect here (nadam is Adam with Nesterov momentum)"
+        )
     return warnings

@@ -213,3 +213,10 @@ def test_l2_with_decoupled_weight_decay_warns() -> None:
     assert "reg.l2" in lever_warnings(both)[key] and "weight_decay" in lever_warnings(both)[key]
     assert lever_warnings(parse_params({"reg": {"l2": 1e-4}})) == {}
     assert lever_warnings(parse_params({"optimizer": {"weight_decay": 1e-4}})) == {}
+
+
+def test_nesterov_outside_sgd_warns_that_it_is_ignored() -> None:
+    ignored = parse_params({"optimizer": {"name": "adam", "nesterov": True}})
+    assert list(lever_warnings(ignored)) == ["warning.nesterov_ignored"]
+    assert "'adam'" in lever_warnings(ignored)["warning.nesterov_ignored"]
+    assert lever_warnings(parse_params({"optimizer": {"name": "sgd", "nesterov": True}})) == {}
