@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import mlflow
@@ -105,7 +104,7 @@ def test_push_then_fresh_clone_pulls_everything_and_has_nothing_to_run(
     assert any(path.is_file() for path in remote.rglob("*")), "the remote holds no files"
 
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
     assert not (clone / "models/model.keras").exists()  # git alone does not carry outputs
     run(["dvc", "pull"], clone)
     for name in PULLED:

@@ -105,3 +105,11 @@ def test_page_from_saved_measurements(tmp_path: Path) -> None:
     assert "| data stages together | 32.0 |" in page
     assert "| the train stage's pipeline | 950 | 960 | 950, 700, 960 |" in page
     assert "the input pipeline keeps up (target 4)" in page
+    assert "pipeline 0 of 3, memory 0 of 3" in page
+
+
+def test_rounds_at_half_speed_are_counted_per_feeding() -> None:
+    (text,) = run_benchmarks._slow_rounds(
+        {"pipeline": [1500.0, 750.0, 1490.0, 751.0], "memory": [1600.0, 1450.0, 1500.0, 800.0]}
+    )
+    assert "pipeline 2 of 4, memory 1 of 4" in text
