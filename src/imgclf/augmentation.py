@@ -9,6 +9,7 @@ also mix the one-hot labels into soft ones). Images stay uint8 throughout.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -150,16 +151,19 @@ def preview_grid(originals: np.ndarray, variants: list[np.ndarray], gap: int = 2
     return grid
 
 
-def random_crop_flip(images: np.ndarray, rng: np.random.Generator, pad_pixels: int) -> np.ndarray:
-    """Per image: a random window of the original size from the mirror-padded image, and a
-    left-right flip for half of them. Cheap enough to run on every batch of every epoch."""
+def random_crop_flip(
+    images: np.ndarray, rng: np.random.Generator, pad_pixels: int, flip: bool = True
+) -> np.ndarray:
+    """Per image: a random window of the original size from the mirror-padded image, and (with
+    `flip`) a left-right flip for half of them. Cheap enough for every batch of every epoch."""
     count, height, width, _ = images.shape
     pad = pad_pixels
     padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
     rows = rng.integers(0, 2 * pad + 1, size=count)[:, None] + np.arange(height)
     columns = rng.integers(0, 2 * pad + 1, size=count)[:, None] + np.arange(width)
-    flip = rng.random(count) < 0.5
-    columns = np.where(flip[:, None], columns[:, ::-1], columns)
+    if flip:
+        flipped = rng.random(count) < 0.5
+        columns = np.where(flipped[:, None], columns[:, ::-1], columns)
     batch = np.arange(count)[:, None, None]
     return padded[batch, rows[:, :, None], columns[:, None, :]]
 
@@ -240,6 +244,18 @@ def cutmix(
     return out, ((1 - pasted) * labels + pasted * labels[partner]).astype(np.float32)
 
 
+def mirror_half(images: np.ndarray, seed: int | None) -> np.ndarray:
+    """A copy with a fixed, seeded random half of the images mirrored left-right.
+
+    The first epoch of the alternating flip: every later odd epoch mirrors the whole set, so
+    each image is seen once each way in every two epochs instead of by chance.
+    """
+    mirrored = np.random.default_rng(seed).random(len(images)) < 0.5
+    out = images.copy()
+    out[mirrored] = out[mirrored][:, :, ::-1]
+    return out
+
+
 # --- The per-batch pipeline of the train stage ---------------------------------------------------
 
 BatchTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -251,6 +267,7 @@ class OnlineAugmentation:
     then MixUp or CutMix (both on: one of the two per batch, evenly)."""
 
     crop_pixels: int | None = None  # None: no crop and flip
+    flip: str = "random"  # with the crop: "random" half of each batch, or "alternating"
     color_jitter: float = 0.0
     cutout_fraction: float = 0.0
     mixup_alpha: float = 0.0
@@ -268,19 +285,30 @@ class OnlineAugmentation:
             )
         )
 
-    def batch_transform(self, seed: int | None) -> BatchTransform | None:
+    @property
+    def alternating_flip(self) -> bool:
+        """Whether the training images must be pre-mirrored by `mirror_half` (epoch 0)."""
+        return self.crop_pixels is not None and self.flip == "alternating"
+
+    def batch_transform(self, seed: int | None, steps_per_epoch: int = 1) -> BatchTransform | None:
         """A stateful (images uint8, one-hot labels) -> same function; None when nothing is on.
 
         One generator serves every batch, so a seed fixes the whole sequence of draws as long
-        as batches arrive in order.
+        as batches arrive in order. The alternating flip counts batches to know the epoch: it
+        mirrors every batch of the odd epochs (the images were pre-mirrored by mirror_half).
         """
         if not self.active:
             return None
         rng = np.random.default_rng(None if seed is None else seed + 1)
+        batches = itertools.count()
 
         def transform(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if self.crop_pixels is not None:
-                images = random_crop_flip(images, rng, self.crop_pixels)
+                images = random_crop_flip(
+                    images, rng, self.crop_pixels, flip=not self.alternating_flip
+                )
+                if self.alternating_flip and (next(batches) // steps_per_epoch) % 2:
+                    images = images[:, :, ::-1]
             if self.color_jitter > 0:
                 images = jitter_colors(images, rng, self.color_jitter)
             if self.cutout_fraction > 0:

@@ -21,7 +21,8 @@ from imgclf.data.idx import FASHION_MNIST_URL
 from imgclf.errors import ImgclfError
 
 # Names the registries in imgclf.model accept; tests/unit/test_params.py keeps them in step.
-ARCHITECTURE_NAMES = ("seed_cnn", "resnet_small")
+ARCHITECTURE_NAMES = ("seed_cnn", "resnet_small", "fast_cnn")
+ACTIVATION_NAMES = ("gelu", "relu", "silu", "elu")
 LOSS_NAMES = (
     "categorical_crossentropy",
     "focal",
@@ -31,7 +32,7 @@ LOSS_NAMES = (
     "squared_hinge",
 )
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "nadam", "lion")
-SCHEDULE_NAMES = ("constant", "cosine", "exponential", "step", "one_cycle")
+SCHEDULE_NAMES = ("constant", "cosine", "exponential", "step", "one_cycle", "linear")
 # Losses whose targets are margins or the labels' logarithm, where smoothing the labels would
 # change what the loss means rather than soften it.
 LOSSES_WITHOUT_SMOOTHING = ("symmetric_crossentropy", "squared_hinge")
@@ -149,6 +150,11 @@ class AugmentParams(_Section):
     online_crop_pixels: int = Field(
         4, ge=0, le=64, description="train: border (mirrored) the online crop may shift by."
     )
+    online_flip: Literal["random", "alternating"] = Field(
+        "random",
+        description="train, with online_crop_flip: flip a random half of each batch, or flip "
+        "a fixed random half in even epochs and exactly the other half in odd ones.",
+    )
     online_color_jitter: float = Field(
         0.0, ge=0, lt=1, description="train: color_jitter applied to every batch (0: off)."
     )
@@ -168,6 +174,40 @@ class ModelParams(_Section):
         "resnet_small", description="Architecture name."
     )
     width: int = Field(32, ge=4, le=512, description="resnet_small: channels of the first stage.")
+    widths: tuple[int, ...] = Field(
+        (32, 64, 64), min_length=1, max_length=6, description="fast_cnn: channels of each group."
+    )
+    activation: Literal[ACTIVATION_NAMES] = Field(  # type: ignore[valid-type]
+        "gelu", description="fast_cnn: activation after each BatchNorm."
+    )
+    whitening: bool = Field(
+        True, description="fast_cnn: a frozen patch-whitening first conv from the train images."
+    )
+    whitening_patch: int = Field(
+        2, ge=1, le=5, description="fast_cnn: side of the patches the first conv whitens."
+    )
+    dirac_init: bool = Field(
+        True, description="fast_cnn: each conv starts as the identity on its first channels."
+    )
+    batchnorm_momentum: float = Field(
+        0.4, ge=0, lt=1, description="fast_cnn: weight of the old BatchNorm running statistics."
+    )
+    batchnorm_epsilon: float = Field(
+        1e-5, gt=0, le=0.1, description="fast_cnn: BatchNorm's variance epsilon."
+    )
+    batchnorm_scale: bool = Field(
+        False, description="fast_cnn: train BatchNorm's scale (false: frozen at 1)."
+    )
+    logit_scale: float = Field(
+        1.0, gt=0, le=10, description="fast_cnn: logits are multiplied by this before softmax."
+    )
+
+    @field_validator("widths")
+    @classmethod
+    def _widths_positive(cls, widths: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 4 <= width <= 2048 for width in widths):
+            raise ValueError(f"every width must be between 4 and 2048, got {list(widths)}")
+        return widths
 
 
 class LossParams(_Section):
@@ -225,6 +265,28 @@ class OptimizerParams(_Section):
     one_cycle_rise_fraction: float = Field(
         0.3, gt=0, lt=1, description="one_cycle: share of the steps spent rising to lr."
     )
+    warmup_start_fraction: float = Field(
+        0.0, ge=0, le=1, description="Warm-up starts at this share of lr (0: from zero)."
+    )
+    final_lr_fraction: float = Field(
+        0.0, ge=0, le=1, description="linear: the rate falls linearly to this share of lr."
+    )
+    batchnorm_lr_multiplier: float = Field(
+        1.0, gt=0, le=1000, description="Learning-rate factor for BatchNorm shifts (sgd only)."
+    )
+    lookahead_every: int = Field(
+        0,
+        ge=0,
+        description="Every this many steps, pull all weights to their running "
+        "average (lookahead/EMA, BatchNorm statistics included); 0: off.",
+    )
+    lookahead_decay: float = Field(
+        0.774,
+        ge=0,
+        lt=1,
+        description="Weight of the average at the last step (ramped up "
+        "from 0 as the cube of training progress).",
+    )
     clip_norm: float | None = Field(
         None, gt=0, description="Clip gradients to this global norm (null: off)."
     )
@@ -237,8 +299,10 @@ class TrainParams(_Section):
     backend: Literal["tensorflow", "jax"] = Field(
         "tensorflow", description="Keras backend; jax needs the jax package installed."
     )
-    mixed_precision: Literal["auto", "on", "off"] = Field(
-        "auto", description="float16 compute with float32 weights; auto: on when a GPU is seen."
+    mixed_precision: Literal["auto", "on", "off", "bfloat16"] = Field(
+        "auto",
+        description="Lower-precision compute with float32 weights: on (float16), bfloat16, "
+        "off; auto: float16 on a GPU, bfloat16 on a CPU with bfloat16 matrix units (AMX).",
     )
     jit_compile: Literal["auto", "on", "off"] = Field(
         "auto", description="XLA compilation of the train step; auto: on when a GPU is seen."
@@ -284,6 +348,11 @@ class EvaluateParams(_Section):
         16, ge=1, le=100, description="Most confident wrong predictions in the gallery."
     )
     seed: int = Field(0, ge=0, description="Seed of the corruption subset and noise.")
+    tta: Literal["none", "flip", "flip_translate"] = Field(
+        "none",
+        description="Test-time augmentation built into the saved model (train writes it): "
+        "none, the mirror image too, or mirror and one-pixel shifts.",
+    )
 
 
 class PromoteParams(_Section):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from imgclf.augmentation import OnlineAugmentation
+from imgclf.augmentation import OnlineAugmentation, mirror_half
 from imgclf.diagnostics import TrainingDiagnostics, data_loss_metrics
 
 if TYPE_CHECKING:
@@ -40,7 +40,10 @@ def make_dataset(
     backend; a NumPy-fed PyDataset elsewhere (JAX), so the training core runs on machines that
     have no TensorFlow at all.
     """
-    transform = online.batch_transform(shuffle_seed) if online is not None else None
+    steps_per_epoch = -(-len(images) // batch_size)
+    transform = online.batch_transform(shuffle_seed, steps_per_epoch) if online else None
+    if online is not None and online.alternating_flip:
+        images = mirror_half(images, shuffle_seed)
     if keras.backend.backend() == "tensorflow":
         return _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform)
     return ArrayBatches(
@@ -109,14 +112,38 @@ class ArrayBatches(keras.utils.PyDataset):
             self._rng.shuffle(self._order)
 
 
+# Images sampled for the whitening statistics: 5,000 CIFAR images give ~4.5M patches, a
+# covariance estimate far tighter than the 12 x 12 matrix needs, in well under a second.
+WHITENING_SAMPLE = 5000
+
+
+def learn_whitening(
+    model_params: ModelParams, train_images: np.ndarray, seed: int
+) -> np.ndarray | None:
+    """fast_cnn's frozen first-layer kernel from a seeded sample of the normalised training
+    images; None when the model has no whitening layer."""
+    from imgclf.model.whitening import sample_images, whitening_kernel
+
+    if model_params.arch != "fast_cnn" or not model_params.whitening:
+        return None
+    sample = sample_images(train_images, WHITENING_SAMPLE, seed).astype(np.float32)
+    mean, std = channel_statistics(sample)
+    normalised = (sample - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return whitening_kernel(normalised, model_params.whitening_patch)
+
+
 def build_classifier(
     model_params: ModelParams,
     reg_params: RegParams,
     image_shape: tuple[int, int, int],
     num_classes: int,
     train_images: np.ndarray,
+    whitening: np.ndarray | None = None,
 ) -> keras.Model:
-    """The configured architecture, normalising with the training images' channel statistics."""
+    """The configured architecture, normalising with the training images' channel statistics.
+
+    `whitening` is fast_cnn's first-layer kernel from `learn_whitening` (None: no such layer).
+    """
     from imgclf.model.architectures import ModelSpec, build_model
     from imgclf.model.regularizers import build_kernel_regularizer
 
@@ -131,6 +158,14 @@ def build_classifier(
         kernel_regularizer=build_kernel_regularizer(reg_params.l1, reg_params.l2),
         spatial_dropout=reg_params.spatial_dropout,
         max_norm=reg_params.max_norm,
+        widths=model_params.widths,
+        activation=model_params.activation,
+        whitening_kernel=whitening,
+        dirac_init=model_params.dirac_init,
+        batchnorm_momentum=model_params.batchnorm_momentum,
+        batchnorm_epsilon=model_params.batchnorm_epsilon,
+        batchnorm_scale=model_params.batchnorm_scale,
+        logit_scale=model_params.logit_scale,
     )
     return build_model(model_params.arch, spec)
 
@@ -164,12 +199,34 @@ def gpu_visible() -> bool:
     return False
 
 
+def cpu_has_bfloat16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX); Linux only."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(
+        "amx_bf16" in line.split(":", 1)[1].split()
+        for line in text.splitlines()
+        if line.startswith("flags") and ":" in line
+    )
+
+
+def precision_policy(mixed_precision: str, gpu: bool, cpu_bfloat16: bool) -> str:
+    """The Keras dtype policy for train.mixed_precision on this machine."""
+    if mixed_precision == "on" or (mixed_precision == "auto" and gpu):
+        return "mixed_float16"
+    # float16 math only pays off on GPUs; on CPUs it is slower and less accurate. bfloat16 on
+    # a CPU with AMX units runs the convolutions about twice as fast (docs/performance.md).
+    if mixed_precision == "bfloat16" or (mixed_precision == "auto" and cpu_bfloat16):
+        return "mixed_bfloat16"
+    return "float32"
+
+
 def configure_accelerator(mixed_precision: str, jit_compile: str) -> AcceleratorSetup:
     """Set the global precision policy (before any model is built) from auto/on/off choices."""
     gpu = gpu_visible()
-    # float16 math only pays off on GPUs; on CPUs it is slower and less accurate.
-    use_mixed = mixed_precision == "on" or (mixed_precision == "auto" and gpu)
-    policy = "mixed_float16" if use_mixed else "float32"
+    policy = precision_policy(mixed_precision, gpu, not gpu and cpu_has_bfloat16_units())
     keras.mixed_precision.set_global_policy(policy)
     jit: bool | str = {"on": True, "off": False}.get(jit_compile, True if gpu else "auto")
     return AcceleratorSetup(gpu=gpu, precision_policy=policy, jit_compile=jit)
@@ -403,6 +460,7 @@ def online_augmentation(settings: AugmentParams) -> OnlineAugmentation:
     """The train stage's per-batch augmentation from the augment params."""
     return OnlineAugmentation(
         crop_pixels=settings.online_crop_pixels if settings.online_crop_flip else None,
+        flip=settings.online_flip,
         color_jitter=settings.online_color_jitter,
         cutout_fraction=settings.online_cutout_fraction,
         mixup_alpha=settings.mixup_alpha,
@@ -410,9 +468,16 @@ def online_augmentation(settings: AugmentParams) -> OnlineAugmentation:
     )
 
 
-def save_serving_model(model: keras.Model, path: Path) -> keras.Model:
-    """Save an uncompiled copy: it serves raw pixels and needs no imgclf code to load."""
-    serving = keras.Model(model.inputs, model.outputs, name=model.name)
+def save_serving_model(model: keras.Model, path: Path, tta: str = "none") -> keras.Model:
+    """Save an uncompiled copy: it serves raw pixels and needs no imgclf code to load.
+
+    With `tta` (evaluate.tta), the copy averages the test-time views itself, so evaluate,
+    promote and every server score exactly what was saved.
+    """
+    from imgclf.model.tta import with_test_time_augmentation
+
+    plain = keras.Model(model.inputs, model.outputs, name=model.name)
+    serving = with_test_time_augmentation(plain, tta)
     path.parent.mkdir(parents=True, exist_ok=True)
     serving.save(path)
     return serving
@@ -443,10 +508,12 @@ def fit_model(
     resume: ResumePoint | None = None,
     backup: TrainingBackup | None = None,
     probe: tuple[np.ndarray, np.ndarray] | None = None,
+    setup_seconds: float = 0.0,
 ) -> TrainingResult:
     """Fit (compiling first when loss and optimizer are given) from `resume` or from scratch.
 
-    train_seconds is the wall time of `fit`, plus that of the epochs a resume restored.
+    train_seconds is the wall time of `fit`, plus that of the epochs a resume restored, plus
+    `setup_seconds` (work that learns from the data before fit, such as the whitening layer).
     probe, (images, one-hot labels), is the fixed batch for probe_grad_norm (diagnostics.py).
     """
     if loss is not None and optimizer is not None:
@@ -473,5 +540,6 @@ def fit_model(
     )
     earlier = sum(row.get("epoch_seconds", 0.0) for row in (resume.history if resume else []))
     return TrainingResult(
-        history=recorder.rows, train_seconds=time.perf_counter() - started + earlier
+        history=recorder.rows,
+        train_seconds=time.perf_counter() - started + earlier + setup_seconds,
     )

@@ -373,3 +373,35 @@ def test_augment_params_reject_out_of_range_values() -> None:
     for key, value in (("mixup_alpha", -1), ("color_jitter", 1.0), ("cutout_fraction", 2)):
         with pytest.raises(ParamsError, match=f"augment.{key}"):
             parse_params({"augment": {key: value}})
+
+
+def test_mirror_half_mirrors_a_seeded_half_exactly() -> None:
+    from imgclf.augmentation import mirror_half
+
+    images = random_images(40)
+    out = mirror_half(images, seed=3)
+    mirrored = [not np.array_equal(a, b) for a, b in zip(out, images, strict=True)]
+    for index, flag in enumerate(mirrored):
+        expected = images[index][:, ::-1] if flag else images[index]
+        np.testing.assert_array_equal(out[index], expected)
+    assert 10 < sum(mirrored) < 30
+    np.testing.assert_array_equal(out, mirror_half(images, seed=3))
+
+
+def test_alternating_flip_mirrors_every_batch_of_the_odd_epochs_only() -> None:
+    from imgclf.augmentation import OnlineAugmentation
+
+    images = random_images(8)
+    labels = np.eye(4, dtype=np.float32)[np.arange(8) % 4]
+    # No room to shift (0 px): what comes out is the batch or its mirror, nothing random.
+    online = OnlineAugmentation(crop_pixels=0, flip="alternating")
+    assert online.alternating_flip
+    transform = online.batch_transform(0, steps_per_epoch=2)
+    outputs = [transform(images, labels)[0] for _ in range(6)]  # 3 epochs of 2 batches
+    for batch, out in enumerate(outputs):
+        odd_epoch = (batch // 2) % 2 == 1
+        np.testing.assert_array_equal(out, images[:, :, ::-1] if odd_epoch else images)
+    # The random flip mirrors some images of a batch, not all or none.
+    randomly = OnlineAugmentation(crop_pixels=0).batch_transform(0)(images, labels)[0]
+    same = [np.array_equal(a, b) for a, b in zip(randomly, images, strict=True)]
+    assert 0 < sum(same) < len(images)

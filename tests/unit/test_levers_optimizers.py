@@ -90,9 +90,54 @@ def test_warmup_ramps_every_schedule_to_its_peak(name: str) -> None:
     assert rates(schedule, [6])[0] == pytest.approx(0.2, rel=1e-5)
 
 
+def test_linear_schedule_warms_up_from_a_fraction_then_falls_to_its_final_share() -> None:
+    # 10 steps an epoch, 2 epochs: 5 warm-up steps from 0.2 x lr, then 15 steps down to 0.07 x.
+    schedule = build_schedule(
+        10,
+        2,
+        lr=1.0,
+        schedule="linear",
+        warmup_epochs=0.5,
+        warmup_start_fraction=0.2,
+        final_lr_fraction=0.07,
+    )
+    warm = [0.2 + 0.8 * (step + 1) / 5 for step in range(4)]
+    assert rates(schedule, range(4)) == pytest.approx(warm, rel=1e-5)
+    after = [1.0 - 0.93 * (step - 5) / 15 for step in (5, 10, 15, 20)]
+    assert rates(schedule, [5, 10, 15, 20]) == pytest.approx(after, rel=1e-5)
+    assert rates(schedule, [40])[0] == pytest.approx(0.07, rel=1e-5)  # held after the end
+
+
+def test_batchnorm_shifts_take_multiplied_sgd_steps() -> None:
+    from imgclf.model.optimizers import ShiftScaledSGD
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(3,))
+    outputs = keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(2, name="d")(inputs))
+    model = keras.Model(inputs, outputs)
+    variables = model.trainable_variables
+    gradients = [keras.ops.ones_like(variable) for variable in variables]
+    before = [numpy_of(variable) for variable in variables]
+    optimizer = build_optimizer(
+        OptimizerParams(
+            name="sgd", lr=0.1, momentum=0.0, schedule="constant", batchnorm_lr_multiplier=64
+        ),
+        steps_per_epoch=1,
+        epochs=1,
+    )
+    assert isinstance(optimizer, ShiftScaledSGD)
+    optimizer.apply(gradients, variables)
+    for variable, start in zip(variables, before, strict=True):
+        step = 0.1 * (64 if variable.path.endswith("/beta") else 1)
+        np.testing.assert_allclose(
+            numpy_of(variable), start - step, rtol=1e-6, err_msg=variable.path
+        )
+    assert any(variable.path.endswith("/beta") for variable in variables)
+
+
 def test_unknown_schedule_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="unknown optimizer.schedule 'linear'") as caught:
-        WarmupSchedule(0.1, 0, 10, decay="linear")
+    with pytest.raises(ValueError, match="unknown optimizer.schedule 'triangular'") as caught:
+        WarmupSchedule(0.1, 0, 10, decay="triangular")
     for name in DECAYS:
         assert name in str(caught.value)
 

@@ -91,8 +91,12 @@ def test_spatial_dropout_follows_each_conv_block(arch: str) -> None:
     assert len(dropped) == 3 and all(layer.rate == pytest.approx(0.2) for layer in dropped)
     for layer in dropped:
         before = layer._inbound_nodes[0].parent_nodes[0].operation
+        # A block ends in a pool, a residual sum, a conv or (fast_cnn) its activation.
         assert isinstance(
-            before, keras.layers.MaxPooling2D | keras.layers.Add | keras.layers.Conv2D
+            before,
+            keras.layers.MaxPooling2D | keras.layers.Add | keras.layers.Conv2D
+            if arch != "fast_cnn"
+            else keras.layers.Activation,
         )
     # Active in training only.
     images = np.random.default_rng(0).integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
@@ -123,7 +127,9 @@ def test_the_repository_params_keep_every_new_lever_off() -> None:
     params = load_params(REPO_ROOT / "params.yaml")
     assert params.loss.name == "categorical_crossentropy"
     assert (params.reg.spatial_dropout, params.reg.max_norm) == (0.0, None)
-    assert params.optimizer.name == "adam" and params.optimizer.schedule == "cosine"
+    # The fast recipe (docs/fast-recipe.md): Nesterov SGD on the records' linear schedule.
+    assert params.optimizer.name == "sgd" and params.optimizer.schedule == "linear"
+    assert params.optimizer.nesterov is True
     assert params.optimizer.clip_norm is None
     assert (params.optimizer.step_epochs, params.optimizer.step_every) == (None, None)
 
@@ -175,7 +181,7 @@ def test_reg_settings_out_of_range() -> None:
         ({"schedule": "step", "step_epochs": [1, 4], "warmup_epochs": 1}, {}, ["epoch 1"]),
         ({"schedule": "step", "step_every": 10}, {"epochs": 10}, ["step_every (10)"]),
         ({"schedule": "one_cycle", "warmup_epochs": 1}, {}, ["warmup_epochs to 0"]),
-        ({"schedule": "linear"}, {}, ["optimizer.schedule", "one_cycle"]),
+        ({"schedule": "triangular"}, {}, ["optimizer.schedule", "one_cycle", "linear"]),
         ({"name": "adagrad"}, {}, ["optimizer.name", "lion", "nadam"]),
     ],
 )

@@ -70,6 +70,37 @@ def test_unknown_architecture_lists_the_valid_names() -> None:
         assert name in str(caught.value)
 
 
+def test_fast_cnn_whitening_dirac_and_frozen_batchnorm_scale() -> None:
+    from imgclf.model.whitening import whitening_kernel
+
+    images = np.random.default_rng(0).normal(size=(20, 16, 16, 3)).astype(np.float32)
+    kernel = whitening_kernel(images, 2)
+    spec = make_spec((16, 16, 3), widths=(8, 12), whitening_kernel=kernel, logit_scale=0.5)
+    model = build_model("fast_cnn", spec)
+    whiten = model.get_layer("whiten")
+    assert not whiten.trainable
+    np.testing.assert_array_equal(whiten.get_weights()[0], kernel)
+    # Dirac: the first min(C_in, C_out) filters pass their own input channel through.
+    group2 = model.get_layer("group2_conv1").get_weights()[0]  # 8 -> 12 channels
+    identity = np.zeros((3, 3, 8, 8), dtype=np.float32)
+    identity[1, 1, np.arange(8), np.arange(8)] = 1.0
+    np.testing.assert_array_equal(group2[..., :8], identity)
+    assert np.abs(group2[..., 8:]).sum() > 0  # the other filters keep their random init
+    first = model.get_layer("group1_conv1").get_weights()[0]  # 24 -> 8: eight identity filters
+    np.testing.assert_array_equal(first[1, 1, np.arange(8), np.arange(8)], np.ones(8))
+    norm = model.get_layer("group1_bn1")
+    assert norm.gamma is None and norm.momentum == pytest.approx(0.4)
+    assert [layer.name for layer in model.layers if "act" in layer.name][0] == "whiten_act"
+    assert model.get_layer("logit_scale").scale == pytest.approx(0.5)
+
+
+def test_fast_cnn_without_whitening_or_dirac() -> None:
+    model = build_model("fast_cnn", make_spec((16, 16, 3), widths=(8,), dirac_init=False))
+    assert "whiten" not in [layer.name for layer in model.layers]
+    kernel = model.get_layer("group1_conv1").get_weights()[0]
+    assert not np.array_equal(kernel[1, 1, np.arange(3), np.arange(3)], np.ones(3))
+
+
 Y_TRUE = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
 Y_PRED = np.array([[0.7, 0.2, 0.1], [0.25, 0.25, 0.5], [0.6, 0.3, 0.1]])
 
@@ -193,7 +224,7 @@ def test_unknown_optimizer_and_schedule_list_the_valid_names() -> None:
     with pytest.raises(ValueError, match="sgd, adam, adamw, rmsprop"):
         build_optimizer(OptimizerParams.model_construct(name="adagrad"), 2, 2)
     with pytest.raises(ValueError, match="constant, cosine, exponential"):
-        build_schedule(OptimizerParams.model_construct(schedule="linear"), 2, 2)
+        build_schedule(OptimizerParams.model_construct(schedule="triangular"), 2, 2)
 
 
 def test_warmup_schedule_survives_serialization() -> None:

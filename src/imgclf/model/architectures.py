@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import layers
 
 from imgclf.model.regularizers import build_kernel_constraint
@@ -24,6 +25,15 @@ class ModelSpec:
     kernel_regularizer: keras.regularizers.Regularizer | None = None
     spatial_dropout: float = 0.0  # dropout of whole feature maps after each conv block
     max_norm: float | None = None  # cap on each unit's incoming kernel norm; None or 0: off
+    # fast_cnn only (model.* params of the same names):
+    widths: Sequence[int] = (32, 64, 64)
+    activation: str = "gelu"
+    whitening_kernel: np.ndarray | None = None  # frozen first conv (whitening.py); None: off
+    dirac_init: bool = True
+    batchnorm_momentum: float = 0.4  # Keras sense: weight of the old running statistic
+    batchnorm_epsilon: float = 1e-5
+    batchnorm_scale: bool = False  # False: BatchNorm's scale is frozen at 1, only its shift trains
+    logit_scale: float = 1.0
 
     def kernel_settings(self, kind: str) -> dict:
         """Regularizer and max-norm constraint for a `conv` or `dense` layer's kernel."""
@@ -115,9 +125,86 @@ def build_resnet_small(spec: ModelSpec) -> keras.Model:
     return keras.Model(inputs, _classifier(x, spec), name="resnet_small")
 
 
+def _fast_group(x: keras.KerasTensor, filters: int, spec: ModelSpec, name: str):
+    """conv -> max-pool -> BatchNorm -> activation -> conv -> BatchNorm -> activation.
+
+    Pooling right after the first conv halves the cost of everything after it; BatchNorm after
+    the pool normalises the statistics the next layer actually sees.
+    """
+    norm = {
+        "momentum": spec.batchnorm_momentum,
+        "epsilon": spec.batchnorm_epsilon,
+        "scale": spec.batchnorm_scale,
+    }
+    conv = {"padding": "same", "use_bias": False, **spec.kernel_settings("conv")}
+    x = layers.Conv2D(filters, 3, **conv, name=f"{name}_conv1")(x)
+    x = layers.MaxPooling2D(name=f"{name}_pool")(x)
+    x = layers.BatchNormalization(**norm, name=f"{name}_bn1")(x)
+    x = layers.Activation(spec.activation, name=f"{name}_act1")(x)
+    x = layers.Conv2D(filters, 3, **conv, name=f"{name}_conv2")(x)
+    x = layers.BatchNormalization(**norm, name=f"{name}_bn2")(x)
+    x = layers.Activation(spec.activation, name=f"{name}_act2")(x)
+    return _spatial_dropout(x, spec, f"{name}_spatial_dropout")
+
+
+def build_fast_cnn(spec: ModelSpec) -> keras.Model:
+    """The speed-record recipe's network: optional patch whitening, then conv groups.
+
+    Layout after airbench94 (conv -> pool -> BN -> GELU blocks, logits scaled down before the
+    softmax), with widths from model.widths; built only from stock Keras layers, so the saved
+    file loads without imgclf.
+    """
+    inputs = _image_input(spec)
+    variance = [std**2 for std in spec.channel_std]
+    x = layers.Normalization(mean=list(spec.channel_mean), variance=variance, name="normalize")(
+        inputs
+    )
+    if spec.whitening_kernel is not None:
+        kernel = spec.whitening_kernel
+        whiten = layers.Conv2D(
+            kernel.shape[-1], kernel.shape[0], use_bias=False, trainable=False, name="whiten"
+        )
+        x = whiten(x)
+        whiten.set_weights([kernel])
+        x = layers.Activation(spec.activation, name="whiten_act")(x)
+    for index, width in enumerate(spec.widths, start=1):
+        x = _fast_group(x, width, spec, f"group{index}")
+    x = layers.GlobalMaxPooling2D(name="pool")(x)
+    if spec.dropout > 0:
+        x = layers.Dropout(spec.dropout, name="dropout")(x)
+    x = layers.Dense(
+        spec.num_classes, use_bias=False, **spec.kernel_settings("dense"), name="logits"
+    )(x)
+    # Small logits early keep the softmax from saturating while the net is still far off.
+    x = layers.Rescaling(spec.logit_scale, name="logit_scale")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name="fast_cnn")
+    if spec.dirac_init:
+        initialize_dirac(model)
+    return model
+
+
+def initialize_dirac(model: keras.Model) -> None:
+    """Make each trained 3x3 conv's first C_in filters the identity (the rest keep their init).
+
+    The records' "dirac" start: every conv first passes its input through, so a deep stack
+    begins close to a shallow one and trains quickly from the first step.
+    """
+    for layer in model.layers:
+        if not isinstance(layer, layers.Conv2D) or not layer.trainable:
+            continue
+        kernel = keras.ops.convert_to_numpy(layer.kernel).copy()
+        rows, cols, inputs, outputs = kernel.shape
+        identity = min(inputs, outputs)
+        kernel[..., :identity] = 0.0
+        kernel[rows // 2, cols // 2, np.arange(identity), np.arange(identity)] = 1.0
+        layer.kernel.assign(kernel)
+
+
 ARCHITECTURES: dict[str, Callable[[ModelSpec], keras.Model]] = {
     "seed_cnn": build_seed_cnn,
     "resnet_small": build_resnet_small,
+    "fast_cnn": build_fast_cnn,
 }
 
 

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,9 +102,12 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     learning_rate = dist.learning_rate(params.optimizer.lr, settings.lr_scaling)
     steps_per_epoch = math.ceil(len(train_images) / global_batch)
     class_weights = _class_weights(params, train_split[1], class_names)
+    started = time.perf_counter()
+    whitening = training.learn_whitening(params.model, train_images, settings.seed)
+    setup_seconds = time.perf_counter() - started  # it learns from the data: training time
     with dist.scope():
         model = training.build_classifier(
-            params.model, params.reg, shape, num_classes, train_images
+            params.model, params.reg, shape, num_classes, train_images, whitening
         )
         training.compile_model(
             model,
@@ -131,11 +135,13 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         # A live progress bar on a terminal; one line per epoch in logs (DVC, CI).
         verbose="auto" if sys.stdout.isatty() else 2,
         probe=probe_batch(*train_split, num_classes, settings.batch_size, settings.seed),
+        setup_seconds=setup_seconds,
     )
+    averaging = _lookahead(params, steps_per_epoch)
     if dist.role is not None:
         print(f"train: {dist.role.name} training with {dist.num_workers} workers", flush=True)
     if not dist.is_chief:
-        return _train_as_worker(dist, fit, model, settings.epochs)
+        return _train_as_worker(dist, fit, model, settings.epochs, averaging)
     source_info = json.loads(args.source_info.read_text(encoding="utf-8"))
     tags = tracking.training_tags(os.environ, project_root, data_hash, source_info, accelerator)
     tags.update(warnings)
@@ -173,11 +179,11 @@ def _train(args: argparse.Namespace, params: Params) -> None:
                 run_id, tracking.unlogged_epochs(run_id, resume.history) if resume else ()
             )
             with distribution.reporting_lost_workers(dist):
-                result = fit(callbacks=[logger], resume=resume, backup=backup)
+                result = fit(callbacks=[*averaging, logger], resume=resume, backup=backup)
             if result.diverged(settings.epochs):
                 backup.clear()  # the same params would diverge again: nothing to resume
                 raise ImgclfError(DIVERGED)
-            serving = training.save_serving_model(model, args.model)
+            serving = training.save_serving_model(model, args.model, params.evaluate.tta)
             write_csv(args.history, result.history)
             metrics = result.summary(model, len(train_images), run_id)
             write_json(args.metrics, metrics)
@@ -201,7 +207,18 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     )
 
 
-def _train_as_worker(dist, fit, model, epochs: int) -> None:
+def _lookahead(params: Params, steps_per_epoch: int) -> list:
+    """The weight-averaging callback when optimizer.lookahead_every is on; else none."""
+    every = params.optimizer.lookahead_every
+    if every == 0:
+        return []
+    from imgclf.lookahead import Lookahead
+
+    total = steps_per_epoch * params.train.epochs
+    return [Lookahead(every, params.optimizer.lookahead_decay, total)]
+
+
+def _train_as_worker(dist, fit, model, epochs: int, averaging: list) -> None:
     """A worker other than the chief: trains its share and writes no output, no MLflow run.
 
     TensorFlow expects every worker to save, so it saves into a folder it then deletes.
@@ -209,7 +226,7 @@ def _train_as_worker(dist, fit, model, epochs: int) -> None:
     from imgclf import distribution, training
 
     with distribution.reporting_lost_workers(dist):
-        result = fit(callbacks=[])
+        result = fit(callbacks=averaging)
     if result.diverged(epochs):
         raise ImgclfError(DIVERGED)
     with tempfile.TemporaryDirectory(prefix="imgclf-worker-") as scratch:

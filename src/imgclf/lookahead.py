@@ -1,0 +1,63 @@
+"""Lookahead with a growing average: every k steps the weights are pulled to their running mean."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def lookahead_decay(step: int, total_steps: int, final_decay: float) -> float:
+    """Weight of the old average at `step`: 0 at the start, `final_decay` at the last step.
+
+    It grows as the cube of progress (the speed records' schedule): early on the weights move
+    freely, and only the last part of training is averaged strongly.
+    """
+    progress = min(max(step / max(total_steps, 1), 0.0), 1.0)
+    return final_decay * progress**3
+
+
+class Lookahead(keras.callbacks.Callback):
+    """Every `every` steps: average <- d * average + (1 - d) * weights, then weights <- average.
+
+    All float variables of the model take part, BatchNorm's running statistics included, so
+    the averaged weights and the statistics they are evaluated with stay matched. When training
+    ends the weights are the average. The update is a few vector operations every k steps, not
+    per-image Python.
+    """
+
+    def __init__(self, every: int, final_decay: float, total_steps: int) -> None:
+        super().__init__()
+        self.every, self.final_decay, self.total_steps = every, final_decay, total_steps
+        self._variables: list = []
+        self._averages: list[np.ndarray] = []
+        self._step = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._variables = [
+            variable
+            for variable in self.model.weights
+            if "float" in str(variable.dtype) and _changes(variable)
+        ]
+        self._averages = [keras.ops.convert_to_numpy(v).copy() for v in self._variables]
+        # Counted here rather than read from the optimizer, which would sync every step.
+        self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._step += 1
+        if self._step % self.every:
+            return
+        decay = lookahead_decay(self._step, self.total_steps, self.final_decay)
+        for index, variable in enumerate(self._variables):
+            current = keras.ops.convert_to_numpy(variable)
+            average = decay * self._averages[index] + (1.0 - decay) * current
+            self._averages[index] = average
+            variable.assign(average)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        for variable, average in zip(self._variables, self._averages, strict=True):
+            variable.assign(average)
+
+
+def _changes(variable) -> bool:
+    """Trainable weights and BatchNorm's moving statistics; not frozen kernels (whitening)."""
+    return variable.trainable or variable.path.endswith(("moving_mean", "moving_variance"))
