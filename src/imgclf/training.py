@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from imgclf.augmentation import OnlineAugmentation
+from imgclf.data.arrays import write_csv
 from imgclf.diagnostics import TrainingDiagnostics, data_loss_metrics
 
 if TYPE_CHECKING:
@@ -205,6 +206,20 @@ class EpochRecorder(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
         logs["epoch_seconds"] = time.perf_counter() - self._started
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Rewrites history.csv after every epoch, so `dvc plots show` follows a run as it goes.
+
+    It writes the recorder's rows, which after a resume start with the restored epochs.
+    """
+
+    def __init__(self, path: Path, recorder: EpochRecorder) -> None:
+        super().__init__()
+        self.path, self.recorder = path, recorder
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        write_csv(self.path, self.recorder.rows)
 
 
 # --- Resumable training state ------------------------------------------------------------------
@@ -443,16 +458,20 @@ def fit_model(
     resume: ResumePoint | None = None,
     backup: TrainingBackup | None = None,
     probe: tuple[np.ndarray, np.ndarray] | None = None,
+    history_path: Path | None = None,
 ) -> TrainingResult:
     """Fit (compiling first when loss and optimizer are given) from `resume` or from scratch.
 
     train_seconds is the wall time of `fit`, plus that of the epochs a resume restored.
     probe, (images, one-hot labels), is the fixed batch for probe_grad_norm (diagnostics.py).
+    history_path, when given, holds every epoch's row (CSV) from the end of the first epoch on.
     """
     if loss is not None and optimizer is not None:
         compile_model(model, loss=loss, optimizer=optimizer, jit_compile=jit_compile)
     recorder = EpochRecorder(resume.history if resume else None)
     saving = [EpochBackup(backup, recorder)] if backup is not None else []
+    if history_path is not None:
+        saving.append(HistoryWriter(history_path, recorder))
     started = time.perf_counter()
     # The recorder runs first so later callbacks (backup, MLflow logging) see learning_rate too;
     # the backup precedes logging, so a slow tracking store never delays the checkpoint.
