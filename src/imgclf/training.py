@@ -321,24 +321,25 @@ def claim_backup(folder: Path) -> Iterator[TrainingBackup]:
     Two queued experiments with the same params and data would otherwise write (and delete)
     one state at once; the second simply trains without a backup.
     """
-    import fcntl
+    import filelock
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(
-                f"train: another run with these params and data holds {folder}; "
-                "training without a resumable backup",
-                file=sys.stderr,
-            )
-            yield TrainingBackup(None)
-            return
-        try:
-            yield TrainingBackup(folder)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    # filelock, not fcntl: the same lock on Windows; timeout 0 asks once and never waits.
+    lock = filelock.FileLock(folder.with_name(folder.name + ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        print(
+            f"train: another run with these params and data holds {folder}; "
+            "training without a resumable backup",
+            file=sys.stderr,
+        )
+        yield TrainingBackup(None)
+        return
+    try:
+        yield TrainingBackup(folder)
+    finally:
+        lock.release()
 
 
 class EpochBackup(keras.callbacks.Callback):
