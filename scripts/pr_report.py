@@ -6,13 +6,13 @@
 Run it in the branch's checkout after `dvc pull` and `dvc repro`. It prints:
 - `dvc params diff BASE --md`: the params the branch changes;
 - `dvc metrics diff BASE --md`: the metrics that moved (train.json, eval.json);
-- `dvc plots diff BASE`: each plot with numbers on both axes (the training curves, the
-  corruption and reliability curves) as a Mermaid chart, the branch and the base as separate
-  lines, which GitHub renders in markdown; each image plot (the figures the stages write) as
-  an image. GitHub shows neither local files nor data: URIs in a summary: with --out DIR the
-  images are written under DIR/plots and linked relatively from DIR/report.md (the artifact a
-  reviewer downloads), and with --image-url PREFIX they are linked as PREFIX/NAME, where the
-  workflow publishes DIR/plots.
+- `dvc plots diff BASE`: each configured plot with numbers on both axes (the training curves,
+  the corruption and reliability curves) as a Mermaid chart, which GitHub renders in markdown,
+  the branch and the base as separate lines (separate charts when their epochs differ); each
+  image plot (the figures the stages write) as an image. GitHub shows neither local files
+  nor data: URIs in a summary: with --out DIR the images are written under DIR/plots and
+  linked relatively from DIR/report.md (the artifact a reviewer downloads), and with
+  --image-url PREFIX they are linked as PREFIX/NAME, where the workflow publishes DIR/plots.
 
 The base needs its dvc.lock (and the metrics or plots it names) in git or in the DVC cache:
 commit dvc.lock with every change that re-ran stages, and push the outputs (`dvc push`).
@@ -59,33 +59,39 @@ def _number(value) -> float | None:
         return None
 
 
-def mermaid_chart(title: str, x_name: str, rows: list[dict], y_name: str) -> str | None:
-    """One xychart of the plot's rows: a line per (revision, field); None if not numeric."""
-    series: dict[str, dict[float, float]] = defaultdict(dict)
+def _xychart(title: str, x_name: str, series: dict[str, dict[float, float]]) -> str:
+    xs = sorted(next(iter(series.values())))
+    lines = ["```mermaid", "xychart-beta", f'    title "{title}"']
+    lines.append(f'    x-axis "{x_name}" [{", ".join(f"{x:g}" for x in xs)}]')
+    for points in series.values():
+        lines.append(f"    line [{', '.join(f'{points[x]:.4g}' for x in xs)}]")
+    lines.append("```")
+    legend = "; ".join(f"line {n}: `{name}`" for n, name in enumerate(series, start=1))
+    return "\n".join(lines) + "\n\n" + legend
+
+
+def mermaid_charts(title: str, x_name: str, rows: list[dict], y_name: str) -> list[str]:
+    """xycharts of a plot's rows, a line per (field, revision); none when not numeric.
+
+    An xychart has one x-axis and no gaps: when the revisions' x values differ (the base ran
+    more epochs), each revision gets its own chart rather than invented points.
+    """
+    series: dict[str, dict[str, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
         x = _number(row.get(x_name))
         y = _number(row.get("dvc_inferred_y_value", row.get(y_name)))
         if x is None or y is None:
-            return None  # a confusion matrix or other categorical plot: not a line chart
-        field = row.get("field", y_name)
-        series[f"{field} ({row.get('rev', 'workspace')})"][x] = y
-    if not series:
-        return None
-    xs = sorted({x for points in series.values() for x in points})
-    lines = ["```mermaid", "xychart-beta", f'    title "{title}"']
-    lines.append(f'    x-axis "{x_name}" [{", ".join(f"{x:g}" for x in xs)}]')
-    legend = []
-    for number, (name, points) in enumerate(series.items(), start=1):
-        # xychart has no gaps: a shorter run (fewer epochs) repeats its last value, marked so.
-        values, last = [], None
-        for x in xs:
-            last = points.get(x, last if last is not None else next(iter(points.values())))
-            values.append(f"{last:.4g}")
-        lines.append(f"    line [{', '.join(values)}]")
-        short = " (shorter: its last value repeats)" if len(points) < len(xs) else ""
-        legend.append(f"line {number}: `{name}`{short}")
-    lines.append("```")
-    return "\n".join(lines) + "\n\n" + "; ".join(legend)
+            return []  # a confusion matrix or other categorical plot: not a line chart
+        revision = row.get("rev", "workspace")
+        series[revision][f"{row.get('field', y_name)} ({revision})"][x] = y
+    flat = {name: points for lines in series.values() for name, points in lines.items()}
+    if not flat:
+        return []
+    if len({tuple(sorted(points)) for points in flat.values()}) == 1:
+        return [_xychart(title, x_name, flat)]
+    return [
+        _xychart(f"{title} ({revision})", x_name, dict(lines)) for revision, lines in series.items()
+    ]
 
 
 def plots_sections(
@@ -97,7 +103,13 @@ def plots_sections(
         failed = _failure(f"dvc plots diff {base}", result)
         return [failed], [failed]
     charts, images = [], []
-    for plot_id, entries in json.loads(result.stdout).get("data", {}).items():
+    plots = json.loads(result.stdout).get("data", {})
+    # A CSV listed only under a stage's `plots:` comes out as DVC's default plot (its last
+    # column against the row number); with plots configured in dvc.yaml's top-level `plots:`
+    # (titles, x: epoch), those defaults only repeat them badly.
+    configured = any(Path(plot_id).suffix == "" for plot_id in plots)
+    for plot_id, entries in plots.items():
+        default = Path(plot_id).suffix in (".csv", ".tsv", ".json", ".yaml")
         for entry in entries:
             if entry.get("type") == "image":
                 url = Path(entry["url"])
@@ -107,14 +119,12 @@ def plots_sections(
                     continue
                 target = f"{link_prefix.rstrip('/')}/{url.name}"
                 images.append(f"**{plot_id}** ({revision})\n\n![{plot_id}]({target})")
-            elif entry.get("type") == "vega":
+            elif entry.get("type") == "vega" and not (configured and default):
                 anchors = entry.get("anchor_definitions", {})
                 rows = anchors.get(DATA) or []
                 x_name = anchors.get(X_LABEL, "step")
                 y_name = anchors.get(Y_LABEL, "")
-                chart = mermaid_chart(plot_id, x_name, rows, y_name)
-                if chart:
-                    charts.append(chart)
+                charts.extend(mermaid_charts(plot_id, x_name, rows, y_name))
     return charts or ["_No line plots._"], images or ["_No image plots._"]
 
 

@@ -92,6 +92,8 @@ def test_summary_shows_changed_params_metrics_plots_and_figures(repo: Path, tmp_
     # The training curves of both revisions, as a chart GitHub renders.
     assert "```mermaid\nxychart-beta" in markdown
     assert "`val_accuracy (HEAD~1)`" in markdown and "`val_accuracy (workspace)`" in markdown
+    assert 'title "Accuracy"' in markdown  # both revisions on one chart: the same epochs
+    assert 'title "reports/plots/history.csv' not in markdown  # DVC's default plot: left out
     # The figure of each revision, copied next to report.md and linked relatively.
     links = [line for line in markdown.splitlines() if line.startswith("![")]
     assert len(links) == 2
