@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,15 @@ LOSSES_WITHOUT_SMOOTHING = ("symmetric_crossentropy", "squared_hinge")
 
 class ParamsError(ImgclfError, ValueError):
     """params.yaml is missing, unreadable or holds a value outside what is allowed."""
+
+
+class FieldError(ValueError):
+    """A rule across keys broken, naming the dotted key to change (pydantic has no location
+    for a model-level rule, and would print the error without one)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class _Section(BaseModel):
@@ -84,19 +94,22 @@ class DataParams(_Section):
     @model_validator(mode="after")
     def _source_settings_fit(self) -> DataParams:
         if self.source == "folder" and not self.path:
-            raise ValueError(
+            raise FieldError(
+                "data.path",
                 "data.source is 'folder' but data.path is empty: set data.path to a directory "
-                "or .tar.gz/.zip holding train/<class>/*"
+                "or .tar.gz/.zip holding train/<class>/*",
             )
         if self.source == "fashion_mnist" and self.md5 is not None:
-            raise ValueError(
+            raise FieldError(
+                "data.md5",
                 "data.md5 must be null with data.source 'fashion_mnist': its four files are "
-                "checked against the official per-file checksums fixed in code"
+                "checked against the official per-file checksums fixed in code",
             )
         if self.source == "fashion_mnist" and self.url and self.url.endswith(".gz"):
-            raise ValueError(
+            raise FieldError(
+                "data.url",
                 f"data.url {self.url!r} names a file, but fashion_mnist needs the folder that "
-                "holds its four .gz files (such as file:///usr/share/datasets/fashion-mnist/)"
+                "holds its four .gz files (such as file:///usr/share/datasets/fashion-mnist/)",
             )
         return self
 
@@ -325,9 +338,10 @@ class TrainParams(_Section):
     @model_validator(mode="after")
     def _distribution_fits_backend(self) -> TrainParams:
         if self.backend != "tensorflow" and self.distribution in ("mirrored", "multi_worker"):
-            raise ValueError(
+            raise FieldError(
+                "train.distribution",
                 f"train.distribution {self.distribution!r} needs train.backend 'tensorflow' "
-                f"(tf.distribute), not {self.backend!r}: set train.distribution to auto or none"
+                f"(tf.distribute), not {self.backend!r}: set train.distribution to auto or none",
             )
         return self
 
@@ -473,15 +487,6 @@ class Params(_Section):
     )
 
     @model_validator(mode="after")
-    def _warmup_fits(self) -> Params:
-        if self.optimizer.warmup_epochs >= self.train.epochs:
-            raise ValueError(
-                f"optimizer.warmup_epochs ({self.optimizer.warmup_epochs}) must be shorter than "
-                f"train.epochs ({self.train.epochs})"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _levers_fit(self) -> Params:
         _check_loss(self.loss)
         _check_schedule(self.optimizer, self.train.epochs)
@@ -499,63 +504,141 @@ def _check_loss(loss: LossParams) -> None:
             "is itself the remedy for noisy labels",
             "squared_hinge": "a margin loss has no probability targets to smooth",
         }[loss.name]
-        raise ValueError(
+        raise FieldError(
+            "loss.label_smoothing",
             f"loss.label_smoothing ({loss.label_smoothing}) does not combine with loss.name "
-            f"{loss.name!r} ({why}): set loss.label_smoothing to 0"
+            f"{loss.name!r} ({why}): set loss.label_smoothing to 0",
         )
     if loss.name == "symmetric_crossentropy" and loss.sce_alpha == loss.sce_beta == 0:
-        raise ValueError(
-            "loss.sce_alpha and loss.sce_beta are both 0, so the loss is 0: make one positive"
+        raise FieldError(
+            "loss.sce_alpha",
+            "loss.sce_alpha and loss.sce_beta are both 0, so the loss is 0: make one positive",
         )
+
+
+# Warm-up longer than this share of training leaves too little of it at the peak rate to be
+# what anyone meant: `-S train.epochs=1` with the shipped 1-epoch warm-up gets half an epoch.
+WARMUP_MAX_SHARE = 0.5
+# schedule 'step' with neither step_epochs nor step_every: step down at these shares of
+# training (the classic 50%/75% milestones of ResNet-style recipes).
+DEFAULT_STEP_SHARES = (0.5, 0.75)
+
+
+def warmup_epochs_used(optimizer: OptimizerParams, epochs: int) -> float:
+    """The warm-up a run gets: none with one_cycle (its own rise), at most half of training."""
+    if optimizer.schedule == "one_cycle":
+        return 0.0
+    return min(optimizer.warmup_epochs, WARMUP_MAX_SHARE * epochs)
+
+
+def step_epochs_used(optimizer: OptimizerParams, epochs: int) -> list[int]:
+    """The epochs where schedule 'step' multiplies the rate (none for other schedules)."""
+    if optimizer.schedule != "step":
+        return []
+    if optimizer.step_epochs is not None:
+        return list(optimizer.step_epochs)
+    if optimizer.step_every is not None:
+        return list(range(optimizer.step_every, epochs, optimizer.step_every))
+    warmup = warmup_epochs_used(optimizer, epochs)
+    shares = (round(share * epochs) for share in DEFAULT_STEP_SHARES)
+    return sorted({epoch for epoch in shares if warmup < epoch < epochs})
+
+
+def schedule_notes(optimizer: OptimizerParams, epochs: int) -> dict[str, str]:
+    """How the run adapts the schedule settings to train.epochs: MLflow tag name -> message."""
+    notes: dict[str, str] = {}
+    warmup = optimizer.warmup_epochs
+    if optimizer.schedule == "one_cycle" and warmup > 0:
+        notes["warning.warmup_ignored"] = (
+            f"optimizer.warmup_epochs ({warmup}) is not used with optimizer.schedule "
+            "'one_cycle', which has its own rise (optimizer.one_cycle_rise_fraction); set "
+            "optimizer.warmup_epochs to 0 to silence this note"
+        )
+    elif warmup > WARMUP_MAX_SHARE * epochs:
+        notes["warning.warmup_clipped"] = (
+            f"optimizer.warmup_epochs ({warmup}) is more than half of train.epochs ({epochs}): "
+            f"warming up for {warmup_epochs_used(optimizer, epochs):g} epochs instead"
+        )
+    if (
+        optimizer.schedule == "step"
+        and optimizer.step_epochs is None
+        and optimizer.step_every is None
+    ):
+        used = step_epochs_used(optimizer, epochs)
+        notes["warning.step_epochs_default"] = (
+            "optimizer.schedule 'step' without optimizer.step_epochs or optimizer.step_every: "
+            + (
+                f"stepping down after epochs {used}"
+                if used
+                else f"train.epochs ({epochs}) is too short to step down, the rate stays constant"
+            )
+        )
+    return notes
 
 
 def _check_schedule(optimizer: OptimizerParams, epochs: int) -> None:
-    warmup, listed, every = optimizer.warmup_epochs, optimizer.step_epochs, optimizer.step_every
-    if optimizer.schedule == "step" and (listed is None) == (every is None):
-        raise ValueError(
-            "optimizer.schedule 'step' needs exactly one of optimizer.step_epochs (a list of "
-            "epochs) or optimizer.step_every (a period in epochs); set the other to null"
+    listed, every = optimizer.step_epochs, optimizer.step_every
+    warmup = warmup_epochs_used(optimizer, epochs)
+    # The first epoch that may hold a step: after the warm-up, before the end.
+    first = math.floor(warmup) + 1
+    if listed is not None and every is not None:
+        raise FieldError(
+            "optimizer.step_every",
+            "optimizer.step_epochs and optimizer.step_every both set: give one of them (a list "
+            "of epochs or a period in epochs) and set optimizer.step_every to null",
         )
     if optimizer.schedule != "step" and (listed is not None or every is not None):
-        raise ValueError(
+        raise FieldError(
+            "optimizer.step_epochs" if listed is not None else "optimizer.step_every",
             "optimizer.step_epochs and optimizer.step_every apply to schedule 'step' only, "
-            f"not {optimizer.schedule!r}: set them to null"
-        )
-    if optimizer.schedule == "one_cycle" and warmup > 0:
-        raise ValueError(
-            "optimizer.schedule 'one_cycle' has its own rise (optimizer.one_cycle_rise_fraction): "
-            "set optimizer.warmup_epochs to 0"
+            f"not {optimizer.schedule!r}: set them to null",
         )
     if listed is not None:
+        example = [epoch for epoch in (first, (first + epochs) // 2) if first <= epoch < epochs]
+        works = f" such as {sorted(set(example))}" if example else ""
         if not listed or any(b <= a for a, b in zip(listed, listed[1:], strict=False)):
-            raise ValueError(
+            raise FieldError(
+                "optimizer.step_epochs",
                 f"optimizer.step_epochs {list(listed)} must be a non-empty, strictly increasing "
-                "list of epochs"
+                f"list of epochs{works}",
             )
         for epoch in listed:
             if not warmup < epoch < epochs:
-                raise ValueError(
-                    f"optimizer.step_epochs: epoch {epoch} is not after the warm-up ({warmup} "
+                raise FieldError(
+                    "optimizer.step_epochs",
+                    f"optimizer.step_epochs: epoch {epoch} is not after the warm-up ({warmup:g} "
                     f"epochs) and before the end (train.epochs {epochs}), so that step would "
-                    "never change the rate"
+                    f"never change the rate: use epochs from {first} to {epochs - 1}{works}",
                 )
     if every is not None and not warmup < every < epochs:
-        raise ValueError(
-            f"optimizer.step_every ({every}) must be after the warm-up ({warmup} epochs) and "
-            f"below train.epochs ({epochs}), or its first step falls in the warm-up or never comes"
+        works = (
+            f"set optimizer.step_every to {first}"
+            if first < epochs
+            else "raise train.epochs or use another optimizer.schedule"
+        )
+        raise FieldError(
+            "optimizer.step_every",
+            f"optimizer.step_every ({every}) must be after the warm-up ({warmup:g} epochs) and "
+            f"below train.epochs ({epochs}), or its first step falls in the warm-up or never "
+            f"comes: {works}",
         )
 
 
 def _format_error(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error["loc"])
     location = location.replace("validate_", "validate")
+    # A rule across keys has no location of its own (pydantic's is the section or nothing):
+    # name the key its FieldError says to change.
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, FieldError):
+        location = cause.field
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key (check the spelling; see params.yaml for the valid keys)"
     value = error.get("input")
     # A cross-field error carries the whole section as input; its message already names values.
     got = "" if error["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
-    return f"  {location or '<top>'}: {message}{got}"
+    return f"  {location or 'params'}: {message}{got}"
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
@@ -610,4 +693,5 @@ def lever_warnings(params: Params) -> dict[str, str]:
             f"optimizer.nesterov is true but optimizer.name is {params.optimizer.name!r}: only "
             "sgd reads it, so it has no effect here (nadam is Adam with Nesterov momentum)"
         )
+    warnings.update(schedule_notes(params.optimizer, params.train.epochs))
     return warnings

@@ -59,14 +59,11 @@ def default_artifact_location(environ: Mapping[str, str], project_root: Path) ->
 @contextlib.contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive file lock, so parallel queue workers create the store only once."""
-    import fcntl
+    import filelock
 
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    # filelock, not fcntl: the same lock on Windows; it waits as long as the holder needs.
+    with filelock.FileLock(lock_path):
+        yield
 
 
 def _check_server(tracking_uri: str, timeout_seconds: float = 10.0) -> None:

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from imgclf.augmentation import OnlineAugmentation, mirror_half
+from imgclf.data.arrays import write_csv
 from imgclf.diagnostics import TrainingDiagnostics, data_loss_metrics
 
 if TYPE_CHECKING:
@@ -264,6 +265,20 @@ class EpochRecorder(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
 
 
+class HistoryWriter(keras.callbacks.Callback):
+    """Rewrites history.csv after every epoch, so `dvc plots show` follows a run as it goes.
+
+    It writes the recorder's rows, which after a resume start with the restored epochs.
+    """
+
+    def __init__(self, path: Path, recorder: EpochRecorder) -> None:
+        super().__init__()
+        self.path, self.recorder = path, recorder
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        write_csv(self.path, self.recorder.rows)
+
+
 # --- Resumable training state ------------------------------------------------------------------
 
 WEIGHTS_FILE = "state.weights.h5"  # Keras insists on the .weights.h5 suffix
@@ -363,24 +378,25 @@ def claim_backup(folder: Path) -> Iterator[TrainingBackup]:
     Two queued experiments with the same params and data would otherwise write (and delete)
     one state at once; the second simply trains without a backup.
     """
-    import fcntl
+    import filelock
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(
-                f"train: another run with these params and data holds {folder}; "
-                "training without a resumable backup",
-                file=sys.stderr,
-            )
-            yield TrainingBackup(None)
-            return
-        try:
-            yield TrainingBackup(folder)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    # filelock, not fcntl: the same lock on Windows; timeout 0 asks once and never waits.
+    lock = filelock.FileLock(folder.with_name(folder.name + ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        print(
+            f"train: another run with these params and data holds {folder}; "
+            "training without a resumable backup",
+            file=sys.stderr,
+        )
+        yield TrainingBackup(None)
+        return
+    try:
+        yield TrainingBackup(folder)
+    finally:
+        lock.release()
 
 
 class EpochBackup(keras.callbacks.Callback):
@@ -509,17 +525,21 @@ def fit_model(
     backup: TrainingBackup | None = None,
     probe: tuple[np.ndarray, np.ndarray] | None = None,
     setup_seconds: float = 0.0,
+    history_path: Path | None = None,
 ) -> TrainingResult:
     """Fit (compiling first when loss and optimizer are given) from `resume` or from scratch.
 
     train_seconds is the wall time of `fit`, plus that of the epochs a resume restored, plus
     `setup_seconds` (work that learns from the data before fit, such as the whitening layer).
     probe, (images, one-hot labels), is the fixed batch for probe_grad_norm (diagnostics.py).
+    history_path, when given, holds every epoch's row (CSV) from the end of the first epoch on.
     """
     if loss is not None and optimizer is not None:
         compile_model(model, loss=loss, optimizer=optimizer, jit_compile=jit_compile)
     recorder = EpochRecorder(resume.history if resume else None)
     saving = [EpochBackup(backup, recorder)] if backup is not None else []
+    if history_path is not None:
+        saving.append(HistoryWriter(history_path, recorder))
     started = time.perf_counter()
     # The recorder runs first so later callbacks (backup, MLflow logging) see learning_rate too;
     # the backup precedes logging, so a slow tracking store never delays the checkpoint.

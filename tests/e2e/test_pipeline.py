@@ -122,14 +122,19 @@ def test_push_then_fresh_clone_pulls_everything_and_has_nothing_to_run(
 
 def test_exp_run_reruns_train_and_evaluate_only(project: Path) -> None:
     before = {run_.info.run_id for run_ in _runs(project)}
-    result = run(["dvc", "exp", "run", "-S", "reg.l2=1e-4"], project)
+    # With the shipped 1-epoch warm-up, the first thing users type (-S train.epochs=1) must run:
+    # the warm-up is clipped to half an epoch, with a note.
+    overrides = ["reg.l2=1e-4", "train.epochs=1", "optimizer.warmup_epochs=1.0"]
+    result = run(["dvc", "exp", "run", *(arg for key in overrides for arg in ("-S", key))], project)
     assert _ran_stages(result.stdout) == {"train", "evaluate"}
+    assert "warming up for 0.5 epochs instead" in result.stdout + result.stderr
     name = re.search(r"Ran experiment\(s\): ([\w-]+)", result.stdout).group(1)
     new = [run_ for run_ in _runs(project) if run_.info.run_id not in before]
     assert len(new) == 1
     assert new[0].info.run_name == name
     assert new[0].data.params["reg.l2"] == "0.0001"
     assert new[0].data.tags["dvc.exp_name"] == name
+    assert "train.epochs (1)" in new[0].data.tags["warning.warmup_clipped"]
     assert new[0].info.status == "FINISHED"
 
 

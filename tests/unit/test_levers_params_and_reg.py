@@ -17,6 +17,8 @@ from imgclf.params import (
     lever_warnings,
     load_params,
     parse_params,
+    step_epochs_used,
+    warmup_epochs_used,
 )
 from imgclf.training import build_classifier
 
@@ -171,8 +173,7 @@ def test_reg_settings_out_of_range() -> None:
     ("optimizer", "train", "fragments"),
     [
         ({"name": "lion", "clip_norm": 0}, {}, ["optimizer.clip_norm"]),
-        ({"schedule": "step"}, {}, ["exactly one of optimizer.step_epochs"]),
-        ({"schedule": "step", "step_epochs": [2], "step_every": 2}, {}, ["exactly one"]),
+        ({"schedule": "step", "step_epochs": [2], "step_every": 2}, {}, ["both set"]),
         ({"schedule": "cosine", "step_every": 2}, {}, ["schedule 'step' only", "null"]),
         ({"schedule": "step", "step_epochs": [3, 2]}, {}, ["strictly increasing"]),
         ({"schedule": "step", "step_epochs": [0, 2]}, {}, ["epoch 0"]),
@@ -180,7 +181,6 @@ def test_reg_settings_out_of_range() -> None:
         ({"schedule": "step", "step_epochs": [2, 10]}, {"epochs": 10}, ["epoch 10", "never"]),
         ({"schedule": "step", "step_epochs": [1, 4], "warmup_epochs": 1}, {}, ["epoch 1"]),
         ({"schedule": "step", "step_every": 10}, {"epochs": 10}, ["step_every (10)"]),
-        ({"schedule": "one_cycle", "warmup_epochs": 1}, {}, ["warmup_epochs to 0"]),
         ({"schedule": "triangular"}, {}, ["optimizer.schedule", "one_cycle", "linear"]),
         ({"name": "adagrad"}, {}, ["optimizer.name", "lion", "nadam"]),
     ],
@@ -210,6 +210,21 @@ def test_step_and_one_cycle_settings_that_fit_are_accepted() -> None:
     assert params.optimizer.step_epochs == (3, 6)
     one_cycle = {"schedule": "one_cycle", "warmup_epochs": 0, "one_cycle_rise_fraction": 0.2}
     assert parse_params({"optimizer": one_cycle}).optimizer.schedule == "one_cycle"
+
+
+def test_step_without_milestones_steps_at_half_and_three_quarters_with_a_note() -> None:
+    params = parse_params({"optimizer": {"schedule": "step", "warmup_epochs": 1}})
+    assert step_epochs_used(params.optimizer, params.train.epochs) == [5, 8]  # of 10 epochs
+    assert "after epochs [5, 8]" in lever_warnings(params)["warning.step_epochs_default"]
+    short = parse_params({"optimizer": {"schedule": "step"}, "train": {"epochs": 1}})
+    assert step_epochs_used(short.optimizer, 1) == []
+    assert "stays constant" in lever_warnings(short)["warning.step_epochs_default"]
+
+
+def test_one_cycle_ignores_warmup_with_a_note() -> None:
+    params = parse_params({"optimizer": {"schedule": "one_cycle", "warmup_epochs": 1}})
+    assert warmup_epochs_used(params.optimizer, params.train.epochs) == 0
+    assert "one_cycle_rise_fraction" in lever_warnings(params)["warning.warmup_ignored"]
 
 
 def test_l2_with_decoupled_weight_decay_warns() -> None:

@@ -157,3 +157,24 @@ def test_unreachable_server_fails_fast_naming_the_uri(monkeypatch: pytest.Monkey
     assert time.monotonic() - started < 15
     message = str(caught.value)
     assert uri in message and "MLFLOW_TRACKING_URI" in message
+
+
+def test_store_creation_lock_makes_a_second_holder_wait(tmp_path: Path) -> None:
+    import threading
+
+    from imgclf.tracking import _exclusive
+
+    lock_path, order = tmp_path / "mlflow.db.lock", []
+
+    def second() -> None:
+        with _exclusive(lock_path):
+            order.append("second")
+
+    with _exclusive(lock_path):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        waiter.join(timeout=0.5)
+        assert waiter.is_alive()  # blocked while the first holds the lock
+        order.append("first")
+    waiter.join(timeout=10)
+    assert order == ["first", "second"]

@@ -71,10 +71,20 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write rows of one shape as CSV with a header (the layout DVC plots read)."""
+    """Write rows of one shape as CSV with a header (the layout DVC plots read), atomically.
+
+    Readers during a run (`dvc plots show`, the VS Code extension) see the old rows or the new
+    ones, never a half-written file: the rows go to a temporary sibling renamed over `path`.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import ops
 
-from imgclf.params import OptimizerParams
+from imgclf.params import OptimizerParams, step_epochs_used, warmup_epochs_used
 
 
 @keras.saving.register_keras_serializable(package="imgclf")
@@ -140,20 +140,19 @@ DECAYS: dict[str, Callable[[WarmupSchedule, object], object]] = {
 
 
 def build_schedule(params: OptimizerParams, steps_per_epoch: int, epochs: int) -> WarmupSchedule:
-    """The learning rate per step for optimizer.schedule, with optimizer.warmup_epochs."""
+    """The learning rate per step for optimizer.schedule, with optimizer.warmup_epochs.
+
+    The warm-up and the step milestones are the ones params.py derives for train.epochs
+    (warm-up clipped to half of training, none with one_cycle; default milestones).
+    """
     if params.schedule not in DECAYS:
         raise ValueError(
             f"unknown optimizer.schedule {params.schedule!r}; valid: {', '.join(DECAYS)}"
         )
-    if params.step_epochs is not None:
-        milestone_epochs = list(params.step_epochs)
-    elif params.step_every is not None:
-        milestone_epochs = list(range(params.step_every, epochs, params.step_every))
-    else:
-        milestone_epochs = []
+    milestone_epochs = step_epochs_used(params, epochs)
     return WarmupSchedule(
         peak_learning_rate=params.lr,
-        warmup_steps=int(round(params.warmup_epochs * steps_per_epoch)),
+        warmup_steps=int(round(warmup_epochs_used(params, epochs) * steps_per_epoch)),
         total_steps=steps_per_epoch * epochs,
         decay=params.schedule,
         # decay_rate is per epoch in params.yaml; spread it evenly over the epoch's steps.

@@ -14,9 +14,21 @@ from imgclf.params import Params, ParamsError, load_params
 EXIT_BAD_INPUT = 2
 
 
+# The stages dvc.yaml runs (tests/unit/test_stages.py keeps this in step with it).
+DVC_STAGES = ("download", "preprocess", "validate", "augment", "train", "evaluate")
+DVC_EPILOG = (
+    "`dvc repro` (and `dvc exp run`) runs this stage and passes these paths from its cmd in "
+    "dvc.yaml; type them yourself only to run the stage by hand, with the same paths."
+)
+
+
 def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
-    """A parser with the --params option every stage takes."""
-    parser = argparse.ArgumentParser(prog=f"imgclf {stage}", description=description)
+    """A parser with the --params option every stage takes; DVC stages say who passes paths."""
+    parser = argparse.ArgumentParser(
+        prog=f"imgclf {stage}",
+        description=description,
+        epilog=DVC_EPILOG if stage in DVC_STAGES else None,
+    )
     parser.add_argument(
         "--params", default="params.yaml", help="params file (default: %(default)s)"
     )

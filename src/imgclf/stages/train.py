@@ -179,7 +179,12 @@ def _train(args: argparse.Namespace, params: Params) -> None:
                 run_id, tracking.unlogged_epochs(run_id, resume.history) if resume else ()
             )
             with distribution.reporting_lost_workers(dist):
-                result = fit(callbacks=[*averaging, logger], resume=resume, backup=backup)
+                result = fit(
+                    callbacks=[*averaging, logger],
+                    resume=resume,
+                    backup=backup,
+                    history_path=args.history,
+                )
             if result.diverged(settings.epochs):
                 backup.clear()  # the same params would diverge again: nothing to resume
                 raise ImgclfError(DIVERGED)
@@ -253,7 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--source-info", type=Path, required=True, help="download source.json")
     parser.add_argument("--model", type=Path, required=True, help="model.keras to write")
     parser.add_argument("--metrics", type=Path, required=True, help="train.json to write")
-    parser.add_argument("--history", type=Path, required=True, help="history.csv to write")
+    parser.add_argument(
+        "--history", type=Path, required=True, help="history.csv to write (after every epoch)"
+    )
     parser.add_argument("--run-info", type=Path, required=True, help="mlflow_run.json to write")
     return run_stage(parser, _train, argv)
 
