@@ -98,10 +98,12 @@ def record_run(
         "data.validation": "passed",
         "git.commit": f"{which}-commit",
     }
-    with tracking.start_run(experiment_id, which, tags, flatten_params(params)) as run:
-        tracking.log_keras_model(model, trained.test_images[:4])
     (workdir / "models").mkdir(parents=True, exist_ok=True)
     model.save(workdir / "models/model.keras")
+    with tracking.start_run(experiment_id, which, tags, flatten_params(params)) as run:
+        tracking.log_model(
+            model, workdir / "models/model.keras", trained.test_images[:4], SYNTHETIC_CLASSES
+        )
     write_classes(workdir / "data/prepared/classes.json", list(SYNTHETIC_CLASSES), (32, 32, 3))
     probabilities = model.predict(trained.test_images, verbose=0)
     metrics = classification_metrics(trained.test_labels, probabilities, SYNTHETIC_CLASSES)
