@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from imgclf import __version__
 
 STAGES = ("download", "preprocess", "validate", "augment", "train", "evaluate", "promote", "tune")
-# Commands beside the stages: the team tracking server.
-STAGES += ("server",)
+# Commands beside the stages: classifying images with a model, the team tracking server.
+STAGES += ("predict", "server")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

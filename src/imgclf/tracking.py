@@ -546,3 +546,37 @@ def log_artifacts(paths: Sequence[Path], artifact_path: str | None = None) -> No
             mlflow.log_artifacts(str(path), artifact_path=artifact_path)
         elif path.is_file():
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def download_model(
+    model_uri: str, tracking_uri: str, destination: Path
+) -> tuple[Path, list[str] | None]:
+    """Fetch a logged or registered model (`models:/name@alias`, `runs:/id/model`) into
+    destination; return its `.keras` file and the class names its metadata carries (or None).
+    """
+    import mlflow
+
+    if tracking_uri.startswith(("http://", "https://")):
+        _check_server(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri, dst_path=str(destination), tracking_uri=tracking_uri
+            )
+        )
+    except (mlflow.exceptions.MlflowException, OSError) as error:
+        raise TrackingError(
+            f"cannot fetch {model_uri} from the MLflow store at {tracking_uri}: "
+            f"{_first_line(error)}"
+        ) from error
+    files = sorted(local.rglob("*.keras"))
+    if len(files) != 1:
+        raise TrackingError(f"{model_uri} holds {len(files)} .keras files, expected one")
+    description = local / "MLmodel"
+    metadata = (
+        mlflow.models.Model.load(str(description)).metadata if description.is_file() else None
+    )
+    names = (metadata or {}).get("class_names")
+    return files[0], None if names is None else [str(name) for name in names]
