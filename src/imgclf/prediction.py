@@ -178,7 +178,8 @@ def predict_images(
 def top_classes(row: np.ndarray, classifier: Classifier, top_k: int) -> list[tuple[str, float]]:
     """The top_k (class name, probability) pairs; ties rank like argmax (lower index first)."""
     order = np.argsort(-row, kind="stable")[:top_k]
-    return [(classifier.class_names[index], float(row[index])) for index in order]
+    # Six decimals: float32 softmax carries no more, and the table stays readable.
+    return [(classifier.class_names[index], round(float(row[index]), 6)) for index in order]
 
 
 def format_predictions(predictions: Iterable[Prediction], top_k: int, as_json: bool) -> str:
@@ -217,7 +218,8 @@ def summarize(predictions: Sequence[Prediction], seconds: float) -> str:
     failed = [prediction for prediction in predictions if prediction.error is not None]
     classified = len(predictions) - len(failed)
     rate = classified / seconds if seconds > 0 else float("inf")
-    line = f"{classified} images classified in {seconds:.1f} s ({rate:.0f} images/s)"
+    images = "image" if classified == 1 else "images"
+    line = f"{classified} {images} classified in {seconds:.1f} s ({rate:.0f} images/s)"
     if failed:
         names = ", ".join(prediction.name for prediction in failed[:3])
         more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""

@@ -120,7 +120,7 @@ def test_predictions_equal_evaluates_argmax(project: Path, tmp_path: Path) -> No
     expected = [SYNTHETIC_CLASSES[index] for index in probabilities.argmax(axis=1)]
     assert [row["class"] for row in rows] == expected
     np.testing.assert_allclose(
-        [row["confidence"] for row in rows], probabilities.max(axis=1), rtol=1e-5
+        [row["confidence"] for row in rows], probabilities.max(axis=1), atol=1e-6
     )
     assert len(rows[0]["top_k"]) == 3 and rows[0]["top_k"][0]["class"] == rows[0]["class"]
     predicted = [row["class"] for row in rows]
