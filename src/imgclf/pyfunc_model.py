@@ -27,7 +27,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         self.model = keras.saving.load_model(path, compile=False, safe_mode=True)
         self.class_names = list(context.model_config[CLASS_NAMES_KEY])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:
         images = np.asarray(model_input)
         if images.dtype != np.uint8:
             # JSON carries integers; the model's contract is raw 0-255 pixels.
