@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": "score the model on the test split: metrics, confusion, reliability, figures",
     "promote": "gate the run's model against the registry's champion (run by CI)",
     "tune": "search params with Optuna, one DVC experiment per trial",
+    "predict": "classify image files, folders or archives with a model or a registry alias",
     "server": "start the team's MLflow tracking server on PostgreSQL",
 }
 STAGES = tuple(COMMANDS)

@@ -245,13 +245,14 @@ def get_aliases(client: MlflowClient, name: str) -> dict[str, str]:
 
 
 def _run_model_id(client: MlflowClient, run_id: str) -> str:
-    run = client.get_run(run_id)
-    outputs = run.outputs.model_outputs if run.outputs else []
-    if not outputs:
+    from imgclf.tracking import run_model_id
+
+    model_id = run_model_id(client, run_id)
+    if model_id is None:
         raise PromotionError(
             f"MLflow run {run_id} logged no model; train with mlflow.log_model: true to promote"
         )
-    return max(outputs, key=lambda output: output.step).model_id
+    return model_id
 
 
 def register_run_model(client: MlflowClient, name: str, run_id: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import keras
+import numpy as np
 
 from imgclf.errors import ImgclfError
 
@@ -420,16 +421,77 @@ def unlogged_epochs(run_id: str, history: Sequence[Mapping[str, float]]) -> list
     ]
 
 
-def log_keras_model(model: keras.Model, example_images: Any) -> None:
-    """Log the model with a signature (raw uint8 pixels in, class probabilities out)."""
+# The models-from-code file MLflow copies into each logged model (see its docstring).
+PYFUNC_MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
+PYFUNC_KERAS_ARTIFACT = "keras_model"  # pyfunc_model.KERAS_ARTIFACT: that file imports no imgclf
+
+
+def log_model(
+    model: keras.Model, model_path: Path, example_images: Any, class_names: Sequence[str]
+) -> Any:
+    """Log the saved model as a pyfunc that answers class names; return MLflow's ModelInfo.
+
+    The pyfunc wraps the very `.keras` file at model_path (an artifact, loaded in safe mode)
+    with the ordered class names (model config and metadata), a signature (raw uint8 pixels in;
+    label, confidence and per-class probabilities out) and the example images as input example.
+    """
     import mlflow
+    import pandas as pd
     import tensorflow as tf
     from mlflow.models import infer_signature
 
-    signature = infer_signature(example_images, model.predict(example_images, verbose=0))
+    names = [str(name) for name in class_names]
+    probabilities = np.asarray(model.predict(example_images, verbose=0), dtype=np.float64)
+    if probabilities.shape[-1] != len(names):
+        raise ValueError(
+            f"the model predicts {probabilities.shape[-1]} classes but {len(names)} class names "
+            "were given"
+        )
+    best = probabilities.argmax(axis=1)
+    example_output = pd.DataFrame(
+        {
+            "label": [names[index] for index in best],
+            "confidence": probabilities[np.arange(len(best)), best],
+            "probabilities": [dict(zip(names, row.tolist(), strict=True)) for row in probabilities],
+        }
+    )
     # Explicit requirements skip MLflow's slow requirement inference (a model reload).
-    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
-    mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)
+    requirements = [
+        f"mlflow=={mlflow.__version__}",
+        f"tensorflow=={tf.__version__}",
+        f"keras=={keras.__version__}",
+        f"pandas=={pd.__version__}",
+    ]
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_MODEL_CODE),
+        artifacts={PYFUNC_KERAS_ARTIFACT: str(model_path)},
+        model_config={"class_names": names},
+        metadata={"class_names": names},
+        signature=infer_signature(example_images, example_output),
+        input_example=example_images,
+        pip_requirements=requirements,
+    )
+
+
+def log_datasets(splits: Mapping[str, tuple[Path, Any, Any]]) -> None:
+    """Record each split (context -> (file, images, labels)) as a dataset input of the run."""
+    import mlflow
+
+    for context, (path, images, labels) in splits.items():
+        dataset = mlflow.data.from_numpy(
+            images, targets=labels, source=Path(path).resolve().as_uri(), name=Path(path).name
+        )
+        mlflow.log_input(dataset, context=context)
+
+
+def run_model_id(client: Any, run_id: str) -> str | None:
+    """The MLflow 3 LoggedModel id of the run's last logged model; None when it logged none."""
+    run = client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if not outputs:
+        return None
+    return max(outputs, key=lambda output: output.step).model_id
 
 
 def finish_logging(
@@ -454,17 +516,22 @@ def log_training_outputs(
     metrics: Mapping[str, float],
     files: Sequence[Path],
     validation_report: Path,
-    model: keras.Model | None,
+    datasets: Mapping[str, tuple[Path, Any, Any]],
+    model: tuple[keras.Model, Path, Sequence[str]] | None,
     example_images: Any,
 ) -> None:
-    """Log the end-of-training metrics, files, validation report and (when given) the model."""
+    """Log the end-of-training metrics, files, validation report, data sets and the model.
+
+    model is (the saved model, its .keras path, the class names), or None to log no model.
+    """
     import mlflow
 
     mlflow.log_metrics(dict(metrics))
     log_artifacts(files)
     log_artifacts([validation_report], artifact_path="validation")
+    log_datasets(datasets)
     if model is not None:
-        log_keras_model(model, example_images)
+        log_model(model[0], model[1], example_images, model[2])
 
 
 def log_artifacts(paths: Sequence[Path], artifact_path: str | None = None) -> None:
@@ -476,3 +543,37 @@ def log_artifacts(paths: Sequence[Path], artifact_path: str | None = None) -> No
             mlflow.log_artifacts(str(path), artifact_path=artifact_path)
         elif path.is_file():
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def download_model(
+    model_uri: str, tracking_uri: str, destination: Path
+) -> tuple[Path, list[str] | None]:
+    """Fetch a logged or registered model (`models:/name@alias`, `runs:/id/model`) into
+    destination; return its `.keras` file and the class names its metadata carries (or None).
+    """
+    import mlflow
+
+    if tracking_uri.startswith(("http://", "https://")):
+        _check_server(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri, dst_path=str(destination), tracking_uri=tracking_uri
+            )
+        )
+    except (mlflow.exceptions.MlflowException, OSError) as error:
+        raise TrackingError(
+            f"cannot fetch {model_uri} from the MLflow store at {tracking_uri}: "
+            f"{_first_line(error)}"
+        ) from error
+    files = sorted(local.rglob("*.keras"))
+    if len(files) != 1:
+        raise TrackingError(f"{model_uri} holds {len(files)} .keras files, expected one")
+    description = local / "MLmodel"
+    metadata = (
+        mlflow.models.Model.load(str(description)).metadata if description.is_file() else None
+    )
+    names = (metadata or {}).get("class_names")
+    return files[0], None if names is None else [str(name) for name in names]

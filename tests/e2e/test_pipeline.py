@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
-from support.project import TINY_PARAMS, make_project, run, start_queue, wait_for_queue
+from imgclf.stages import predict
+from support.project import (
+    TINY_PARAMS,
+    make_project,
+    pipeline_env,
+    run,
+    start_queue,
+    wait_for_queue,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +84,90 @@ def test_repro_run_is_recorded_in_the_project_store(project: Path) -> None:
     assert "test_accuracy" in recorded.data.metrics and "val_accuracy" in recorded.data.metrics
     history = mlflow.MlflowClient().get_metric_history(recorded.info.run_id, "val_accuracy")
     assert [point.step for point in history] == [1]
+
+
+def test_run_records_its_data_and_a_model_that_names_its_classes(project: Path) -> None:
+    (recorded,) = _runs(project)
+    contexts = {
+        next(tag.value for tag in item.tags if tag.key == "mlflow.data.context")
+        for item in recorded.inputs.dataset_inputs
+    }
+    assert contexts == {"training", "validation", "testing"}
+    client = mlflow.MlflowClient()
+    (output,) = recorded.outputs.model_outputs
+    logged = client.get_logged_model(output.model_id)
+    classes = json.loads((project / "data/prepared/classes.json").read_text())["classes"]
+    description = mlflow.models.Model.load(logged.model_uri)
+    assert description.metadata["class_names"] == classes
+    assert description.saved_input_example_info is not None
+    # Evaluate's test metrics belong to the LoggedModel, as well as to the run.
+    linked = {metric.key: metric.value for metric in logged.metrics}
+    evaluation = json.loads((project / "reports/metrics/eval.json").read_text())
+    assert linked["test_accuracy"] == pytest.approx(evaluation["accuracy"])
+
+
+def _evaluated_labels(project: Path) -> list[str]:
+    """Evaluate's prediction per test image, in test order (its confusion.csv rows)."""
+    with open(project / "reports/plots/confusion.csv", encoding="utf-8", newline="") as handle:
+        return [row["predicted"] for row in csv.DictReader(handle)]
+
+
+def test_predict_on_the_exported_test_split_agrees_with_evaluate(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with np.load(project / "data/prepared/test.npz") as split:
+        images = split["images"]
+    folder = tmp_path / "test"
+    folder.mkdir()
+    for index, pixels in enumerate(images):
+        Image.fromarray(pixels).save(folder / f"{index:05d}.png")
+    for variable in ("MLFLOW_TRACKING_URI", "DVC_ROOT"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(project)  # the defaults: models/model.keras, data/prepared/classes.json
+    assert predict.main([str(folder), "--out", str(tmp_path / "local.csv")]) == 0
+    (recorded,) = _runs(project)
+    from_run = ["--model", f"runs:/{recorded.info.run_id}/model"]
+    assert predict.main([str(folder), *from_run, "--out", str(tmp_path / "run.csv")]) == 0
+
+    evaluated = _evaluated_labels(project)
+    for name in ("local.csv", "run.csv"):
+        with open(tmp_path / name, encoding="utf-8", newline="") as handle:
+            assert [row["class"] for row in csv.DictReader(handle)] == evaluated, name
+    with open(project / "reports/plots/confusion.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    accuracy = np.mean([row["actual"] == row["predicted"] for row in rows])
+    evaluation = json.loads((project / "reports/metrics/eval.json").read_text())
+    assert accuracy == pytest.approx(evaluation["accuracy"])
+
+
+PLAIN_KERAS = textwrap.dedent(
+    """
+    import json, sys
+    import keras, numpy as np
+    model = keras.saving.load_model("models/model.keras")
+    images = np.load("data/prepared/test.npz")["images"]
+    assert images.dtype == np.uint8  # raw pixels: the model normalises inside
+    names = json.load(open("data/prepared/classes.json"))["classes"]
+    labels = [names[i] for i in model.predict(images, verbose=0).argmax(axis=1)]
+    assert not [name for name in sys.modules if name.split(".")[0] == "imgclf"]
+    print(json.dumps(labels))
+    """
+)
+
+
+def test_model_file_loads_in_plain_keras_and_predicts_what_evaluate_scored(
+    project: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PLAIN_KERAS],
+        cwd=project,
+        env=pipeline_env({"PYTHONPATH": ""}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == _evaluated_labels(project)
 
 
 def test_second_repro_runs_no_stage(project: Path) -> None:

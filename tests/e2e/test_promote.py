@@ -6,7 +6,9 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,9 @@ import numpy as np
 import pytest
 import yaml
 from mlflow import MlflowClient
+from PIL import Image
 
-from imgclf import tracking
+from imgclf import registry, tracking
 from imgclf.cli import main as cli_main
 from imgclf.data.arrays import save_split, write_classes, write_json
 from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
@@ -26,7 +29,8 @@ from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.params import flatten_params, parse_params
 from imgclf.stages import promote
 from imgclf.training import channel_statistics, fit_model, make_dataset
-from support.mlflow_server import free_port, sqlite_mlflow_server
+from support.mlflow_server import free_port, serve, sqlite_mlflow_server
+from support.project import pipeline_env
 
 pytestmark = pytest.mark.slow
 
@@ -98,10 +102,12 @@ def record_run(
         "data.validation": "passed",
         "git.commit": f"{which}-commit",
     }
-    with tracking.start_run(experiment_id, which, tags, flatten_params(params)) as run:
-        tracking.log_keras_model(model, trained.test_images[:4])
     (workdir / "models").mkdir(parents=True, exist_ok=True)
     model.save(workdir / "models/model.keras")
+    with tracking.start_run(experiment_id, which, tags, flatten_params(params)) as run:
+        tracking.log_model(
+            model, workdir / "models/model.keras", trained.test_images[:4], SYNTHETIC_CLASSES
+        )
     write_classes(workdir / "data/prepared/classes.json", list(SYNTHETIC_CLASSES), (32, 32, 3))
     probabilities = model.predict(trained.test_images, verbose=0)
     metrics = classification_metrics(trained.test_labels, probabilities, SYNTHETIC_CLASSES)
@@ -302,6 +308,57 @@ def test_failed_data_validation_is_rejected(
     assert registry_state(uri)[0]["champion"] == champion
     failed = [check["name"] for check in report(workdir)["checks"] if not check["passed"]]
     assert failed == ["validation"]
+
+
+def test_the_champion_answers_with_class_names(
+    seeded, trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """imgclf predict, pyfunc and `mlflow models serve` give the .keras file's labels."""
+    import mlflow
+
+    uri, _ = seeded
+    champion = f"models:/{MODEL_NAME}@champion"
+    images = trained.test_images[:24]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = registry.get_aliases(client, MODEL_NAME)["champion"]
+    keras_file = registry.load_version_model(client, MODEL_NAME, version)
+    expected = [SYNTHETIC_CLASSES[i] for i in keras_file.predict(images, verbose=0).argmax(axis=1)]
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index, pixels in enumerate(images):
+        Image.fromarray(pixels).save(folder / f"{index:03d}.png")
+    out = tmp_path / "predictions.json"
+    use_store(monkeypatch, uri)
+    # No classes.json where this runs: the registered model carries its class names.
+    arguments = ["predict", str(folder), "--model", champion, "--out", str(out)]
+    assert cli_main([*arguments, "--classes", str(tmp_path / "absent.json")]) == 0
+    predicted = [row["class"] for row in json.loads(out.read_text(encoding="utf-8"))]
+    assert predicted == expected
+
+    pyfunc = mlflow.pyfunc.load_model(champion)
+    assert pyfunc.metadata.metadata["class_names"] == list(SYNTHETIC_CLASSES)
+    assert pyfunc.metadata.saved_input_example_info is not None
+    answer = pyfunc.predict(images)
+    assert list(answer["label"]) == expected
+    assert set(answer["probabilities"][0]) == set(SYNTHETIC_CLASSES)
+
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "models", "serve", "-m", champion,
+        "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    env = pipeline_env({"MLFLOW_TRACKING_URI": uri})
+    with serve(command, port, tmp_path / "serve.log", env=env) as server:
+        request = urllib.request.Request(
+            f"{server.url}/invocations",
+            data=json.dumps({"inputs": images.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            served = json.load(response)["predictions"]
+    assert [row["label"] for row in served] == expected
+    assert served[0]["confidence"] == pytest.approx(max(served[0]["probabilities"].values()))
 
 
 @pytest.fixture(scope="module")

@@ -44,19 +44,30 @@ def stage_folder_source(source: Path, destination: Path) -> Path:
     if not source.exists():
         raise FolderFormatError(f"data.path {source} does not exist. Fix data.path. {LAYOUT_HINT}")
     destination.mkdir(parents=True, exist_ok=True)
-    name = source.name.lower()
     if source.is_dir():
         shutil.copytree(source, destination, dirs_exist_ok=True)
-    elif name.endswith(TAR_SUFFIXES):
-        _extract_tar_safely(source, destination)
-    elif name.endswith(ZIP_SUFFIXES):
-        _extract_zip_safely(source, destination)
+    elif is_archive(source):
+        extract_archive(source, destination)
     else:
         raise FolderFormatError(
             f"data.path {source} is neither a folder nor a "
             f"{'/'.join(TAR_SUFFIXES + ZIP_SUFFIXES)} archive. {LAYOUT_HINT}"
         )
     return _find_data_root(destination, source)
+
+
+def is_archive(path: Path) -> bool:
+    """Whether the name says tar (optionally gzipped) or zip archive."""
+    return path.name.lower().endswith(TAR_SUFFIXES + ZIP_SUFFIXES)
+
+
+def extract_archive(archive: Path, destination: Path) -> None:
+    """Safely extract a tar or zip archive into `destination`: no links, nothing outside it."""
+    destination.mkdir(parents=True, exist_ok=True)
+    if archive.name.lower().endswith(TAR_SUFFIXES):
+        _extract_tar_safely(archive, destination)
+    else:
+        _extract_zip_safely(archive, destination)
 
 
 def _extract_tar_safely(archive: Path, destination: Path) -> None:
@@ -117,17 +128,17 @@ def _find_data_root(destination: Path, source: Path) -> Path:
     """Return `destination` or its single top-level folder, whichever holds `train/`."""
     if (destination / "train").is_dir():
         return destination
-    candidates = [child for child in _list_visible(destination) if (child / "train").is_dir()]
+    candidates = [child for child in list_visible(destination) if (child / "train").is_dir()]
     if len(candidates) == 1:
         return candidates[0]
-    found = ", ".join(child.name for child in _list_visible(destination)) or "nothing"
+    found = ", ".join(child.name for child in list_visible(destination)) or "nothing"
     raise FolderFormatError(
         f"{source} has no train/ folder at its top level or inside exactly one top-level "
         f"folder (found: {found}). {LAYOUT_HINT}"
     )
 
 
-def _list_visible(folder: Path) -> list[Path]:
+def list_visible(folder: Path) -> list[Path]:
     """Return the entries of a folder in sorted order, without hidden and archiver files."""
     return sorted(
         (
@@ -153,7 +164,7 @@ def read_image_folder(
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise FolderFormatError(f"{root} has no train/ folder. {LAYOUT_HINT}")
-    class_names = [entry.name for entry in _list_visible(train_dir) if entry.is_dir()]
+    class_names = [entry.name for entry in list_visible(train_dir) if entry.is_dir()]
     train_paths, train_labels = _list_split(train_dir, class_names)
     train_images = _decode_images(train_paths, image_size, None, progress, "train")
     splits = {"train": (train_images, train_labels)}
@@ -169,7 +180,7 @@ def read_image_folder(
 
 def _list_split(split_dir: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
     """Return the image paths of one split in class-then-name order, and their labels."""
-    folders = [entry for entry in _list_visible(split_dir) if entry.is_dir()]
+    folders = [entry for entry in list_visible(split_dir) if entry.is_dir()]
     if not folders:
         raise FolderFormatError(f"{split_dir} holds no class folders. {LAYOUT_HINT}")
     unknown = [folder.name for folder in folders if folder.name not in class_names]
@@ -181,7 +192,7 @@ def _list_split(split_dir: Path, class_names: list[str]) -> tuple[list[Path], np
     paths: list[Path] = []
     labels: list[int] = []
     for folder in folders:
-        files = _list_visible(folder)
+        files = list_visible(folder)
         nested = [entry for entry in files if entry.is_dir()]
         if nested:
             raise FolderFormatError(
@@ -251,12 +262,23 @@ def _decode_range(
 
 def _decode_image(path: Path, image_size: int | None) -> np.ndarray:
     """Decode one JPEG or PNG file into uint8 RGB [H, W, 3], resized if `image_size` is set."""
+    return decode_image(path, None if image_size is None else (image_size, image_size))
+
+
+def decode_image(path: Path, size: tuple[int, int] | None = None, channels: int = 3) -> np.ndarray:
+    """Decode one JPEG or PNG file into uint8 [H, W, channels] (RGB, or grey for 1 channel).
+
+    EXIF orientation is applied; grey, palette, RGBA and 16-bit images are converted; with
+    `size` (height, width) the image is resized bilinearly, as the folder source does.
+    """
+    if channels not in (1, 3):
+        raise FolderFormatError(f"images decode to 1 or 3 channels, not {channels}")
     try:
         with Image.open(path, formats=ACCEPTED_FORMATS) as image:
             _refuse_oversized(image, path)
-            if image_size is not None:
+            if size is not None:
                 # Lets the JPEG decoder shrink big photos by 1/2..1/8 while decoding.
-                image.draft("RGB", (image_size, image_size))
+                image.draft("RGB", (size[1], size[0]))
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
             rgb = _convert_to_rgb(image)
@@ -268,8 +290,10 @@ def _decode_image(path: Path, image_size: int | None) -> np.ndarray:
         raise FolderFormatError(
             f"{path} is not a readable JPEG or PNG image ({error}). Replace or remove it."
         ) from error
-    if image_size is not None and rgb.size != (image_size, image_size):
-        rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    if size is not None and rgb.size != (size[1], size[0]):
+        rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    if channels == 1:
+        return np.asarray(rgb.convert("L"), dtype=np.uint8)[..., np.newaxis]
     return np.asarray(rgb, dtype=np.uint8)
 
 

@@ -99,6 +99,12 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
     import mlflow
 
     with tracking.resume_run(run_id):
+        # Test metrics belong to the model scored (its MLflow 3 LoggedModel) and the test data.
+        model_id = tracking.run_model_id(mlflow.MlflowClient(), run_id)
+        test_data = mlflow.data.from_numpy(
+            images, targets=labels, source=args.test.resolve().as_uri(), name=args.test.name
+        )
+        mlflow.log_input(test_data, context="testing")
         names = ("accuracy", "top5_accuracy", "macro_f1", "loss", "ece", "corruption_accuracy")
         scalars = {f"test_{key}": metrics[key] for key in names}
         for name, value in metrics["per_class_accuracy"].items():
@@ -107,7 +113,7 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
             for level, value in metrics["corruption"][name].items():
                 scalars[f"test_corruption/{name}/{level}"] = value
         scalars["test_corruption/clean"] = metrics["corruption"]["clean_accuracy"]
-        mlflow.log_metrics(scalars)
+        mlflow.log_metrics(scalars, model_id=model_id, dataset=test_data)
         files = [args.metrics, args.confusion, args.figure, args.reliability, args.corruption]
         figures = [args.reliability_figure, args.mistakes_figure]
         tracking.log_artifacts([*files, *figures], artifact_path="eval")

@@ -199,7 +199,11 @@ def _train(args: argparse.Namespace, params: Params) -> None:
                     {"train_seconds": result.train_seconds},
                     outputs,
                     args.validation,
-                    serving if params.mlflow.log_model else None,
+                    {
+                        "training": (args.train, *train_split),
+                        "validation": (args.val, *val_split),
+                    },
+                    (serving, args.model, class_names) if params.mlflow.log_model else None,
                     val_images[:4],
                 ),
                 retry_seconds,

@@ -1,0 +1,103 @@
+"""predict (run by users, not DVC): classify image files, folders or archives with a model.
+
+Exit codes: 0 every image classified, 1 some input was not a readable image (listed in the
+output with its error), 2 the model, its class names or the arguments are unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from imgclf.errors import ImgclfError
+
+EXIT_ALL_PREDICTED, EXIT_UNREADABLE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _predict(args: argparse.Namespace, scratch: Path) -> int:
+    from imgclf import prediction, tracking
+
+    project_root = tracking.resolve_project_root(os.environ, Path.cwd())
+    download = functools.partial(
+        tracking.download_model,
+        tracking_uri=tracking.resolve_tracking_uri(os.environ, project_root),
+        destination=scratch / "model",
+    )
+    classifier = prediction.load_classifier(args.model, args.classes, download)
+    inputs = prediction.collect_inputs(args.inputs, scratch / "inputs")
+    top_k = min(args.top_k, len(classifier.class_names))
+    started = time.perf_counter()
+    predictions = prediction.predict_images(
+        classifier,
+        inputs,
+        batch_size=args.batch_size,
+        top_k=top_k,
+        progress=sys.stderr.isatty(),
+    )
+    seconds = time.perf_counter() - started
+    as_json = args.out is not None and args.out.suffix.lower() == ".json"
+    table = prediction.format_predictions(predictions, top_k, as_json)
+    if args.out is None:
+        sys.stdout.write(table)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(table, encoding="utf-8")
+    where = "" if args.out is None else f" -> {args.out}"
+    print(
+        f"predict: {prediction.summarize(predictions, seconds)} with {args.model}{where}",
+        file=sys.stderr,
+    )
+    failed = any(item.error is not None for item in predictions)
+    return EXIT_UNREADABLE if failed else EXIT_ALL_PREDICTED
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="imgclf predict",
+        description="Classify images (files, folders searched recursively, .zip/.tar[.gz] "
+        "archives) and write one row per image.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    parser.add_argument(
+        "--model",
+        default="models/model.keras",
+        help="a .keras file, models:/<name>@<alias> (or /<version>) or runs:/<run id>/model",
+    )
+    parser.add_argument(
+        "--classes",
+        type=Path,
+        default=Path("data/prepared/classes.json"),
+        help="class names of a .keras file (MLflow models carry their own)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="CSV to write (JSON if it ends in .json); default: CSV on stdout"
+    )
+    parser.add_argument("--top-k", type=_positive, default=3, help="classes listed per image")
+    parser.add_argument("--batch-size", type=_positive, default=64, help="images per batch")
+    args = parser.parse_args(argv)
+    # TensorFlow's C++ start-up chatter (CPU features, missing CUDA) buries the output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with tempfile.TemporaryDirectory(prefix="imgclf-predict-") as scratch:
+            return _predict(args, Path(scratch))
+    except (ImgclfError, FileNotFoundError) as error:
+        print(f"error (imgclf predict): {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
