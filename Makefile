@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 UI_PORT ?= 5000
 BENCH_DATA ?= ../shared/datasets/cifar10-train-jpg.tar.gz
-BENCH_SEEDS ?= 0 1
+BENCH_SEEDS ?= 0 1 2
 # Stages run `python -m imgclf.stages.*`: the venv's python must come first on PATH.
 export PATH := $(BIN):$(PATH)
 

@@ -36,14 +36,25 @@ def main() -> None:
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
     from imgclf.params import load_params
-    from imgclf.training import build_classifier, compile_model, make_datasets, make_reproducible
+    from imgclf.training import (
+        build_classifier,
+        compile_model,
+        configure_accelerator,
+        learn_whitening,
+        make_datasets,
+        make_reproducible,
+    )
 
     params = load_params(args.params)
     images, labels = load_split(args.train)
     num_classes = int(labels.max()) + 1
     settings = params.train
     make_reproducible(settings.seed, False)
-    model = build_classifier(params.model, params.reg, images.shape[1:], num_classes, images)
+    configure_accelerator(settings.mixed_precision, settings.jit_compile)  # as the train stage
+    whitening = learn_whitening(params.model, images, settings.seed)
+    model = build_classifier(
+        params.model, params.reg, images.shape[1:], num_classes, images, whitening
+    )
     steps_per_epoch = -(-len(images) // settings.batch_size)
     compile_model(
         model,

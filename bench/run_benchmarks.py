@@ -168,6 +168,7 @@ def main() -> None:
 
     # The workspace now holds the last experiment's params and outputs: nothing is left to run.
     noop_seconds, _ = _run(["dvc", "repro"], project, env)
+    predicting = _predict_throughput(project, env)
     measured = {
         "data": str(args.data),
         "seeds": args.seeds,
@@ -177,17 +178,38 @@ def main() -> None:
         "stage_seconds": stage_seconds,
         "noop_seconds": noop_seconds,
         "feeding": feeding,
+        "predict": predicting,
     }
     RAW.parent.mkdir(parents=True, exist_ok=True)
     RAW.write_text(json.dumps(measured, indent=1) + "\n", encoding="utf-8")
     _write_report(measured, args.out)
 
 
+def _predict_throughput(project: Path, env: dict[str, str]) -> dict:
+    """`imgclf predict` on the carved test split written out as JPEG files, decoding included,
+    beside `model.predict` on the same images preloaded (bench/predict_throughput.py)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = project / "bench-test-images"
+    folder.mkdir(exist_ok=True)
+    with np.load(project / "data/prepared/test.npz") as split:
+        for index, pixels in enumerate(split["images"]):
+            Image.fromarray(pixels.squeeze()).save(folder / f"{index:05d}.jpg", quality=95)
+    _, out = _run(
+        [sys.executable, str(REPO / "bench/predict_throughput.py"), str(folder), "--rounds", "3"],
+        project,
+        env,
+    )
+    return json.loads(out.strip().splitlines()[-1])
+
+
 # The performance targets on a 2-core CPU (docs/performance.md checks each one).
 LIMITS = {
     "fidelity_points": 0.015,  # 1: seed_cnn within 1.5 accuracy points of the reference...
     "fidelity_time": 1.1,  # ...at <= 1.1x its training time
-    "default_accuracy": 0.80,  # 2: the defaults reach 80%...
+    "default_accuracy": 0.85,  # 2: the defaults reach 85% (mean over seeds)...
+    "default_seed_accuracy": 0.80,  # ...every seed 80%...
     "default_time": 1.0,  # ...within the reference's training time
     "noop_seconds": 3.0,  # 3: overheads
     "data_stage_seconds": 60.0,
@@ -212,7 +234,10 @@ def targets(rows, stage_seconds, noop_seconds, feeding) -> list[tuple[str, str, 
     out: list[tuple[str, str, bool | None]] = []
     for label, name in (
         ("1. seed_cnn within 1.5 points of the reference at <= 1.1x its time", "seed_cnn"),
-        ("2. defaults >= 80% within the reference's training time", "default"),
+        (
+            "2. defaults >= 85% (every seed >= 80%) within the reference's training time",
+            "default",
+        ),
     ):
         accuracy = _mean(rows[name], "accuracy")
         seconds = _mean(rows[name], "train_seconds")
@@ -225,8 +250,16 @@ def targets(rows, stage_seconds, noop_seconds, feeding) -> list[tuple[str, str, 
             measured = f"{gap * 100:+.2f} points, {ratio:.2f}x the reference's training time"
             met = abs(gap) <= LIMITS["fidelity_points"] and ratio <= LIMITS["fidelity_time"]
         else:
-            measured = f"{accuracy:.2%} in {seconds:.0f} s ({ratio:.2f}x {reference_seconds:.0f} s)"
-            met = accuracy >= LIMITS["default_accuracy"] and ratio <= LIMITS["default_time"]
+            worst = min(row["accuracy"] for row in rows[name])
+            measured = (
+                f"{accuracy:.2%} (lowest seed {worst:.2%}) in {seconds:.0f} s "
+                f"({ratio:.2f}x {reference_seconds:.0f} s)"
+            )
+            met = (
+                accuracy >= LIMITS["default_accuracy"]
+                and worst >= LIMITS["default_seed_accuracy"]
+                and ratio <= LIMITS["default_time"]
+            )
         out.append((label, measured, met))
     data_seconds = sum(stage_seconds.get(stage, 0.0) for stage in DATA_STAGES)
     validate = stage_seconds.get("validate")
@@ -257,19 +290,28 @@ def targets(rows, stage_seconds, noop_seconds, feeding) -> list[tuple[str, str, 
     return out
 
 
-def default_profile(history: list[dict], reference_seconds: float | None) -> list[str]:
+def default_profile(
+    history: list[dict], reference_seconds: float | None, train_images: int | None = None
+) -> list[str]:
     """The default run epoch by epoch: how far its accuracy gets in the reference's time."""
-    lines = ["| epoch | train seconds so far | val accuracy |", "|---|---|---|"]
+    lines = [
+        "| epoch | train seconds so far | val accuracy | images/s |",
+        "|---|---|---|---|",
+    ]
     elapsed = 0.0
     within = None  # last epoch that ended within the reference's training time
-    first_80 = None
+    first_target = None
+    goal = LIMITS["default_accuracy"]
     for row in history:
         elapsed += row["epoch_seconds"]
         if reference_seconds and elapsed <= reference_seconds:
             within = (int(row["epoch"]), row["val_accuracy"])
-        if first_80 is None and row["val_accuracy"] >= LIMITS["default_accuracy"]:
-            first_80 = (int(row["epoch"]), elapsed)
-        lines.append(f"| {int(row['epoch'])} | {elapsed:.0f} | {row['val_accuracy']:.4f} |")
+        if first_target is None and row["val_accuracy"] >= goal:
+            first_target = (int(row["epoch"]), elapsed)
+        speed = f"{train_images / row['epoch_seconds']:.0f}" if train_images else "—"
+        lines.append(
+            f"| {int(row['epoch'])} | {elapsed:.0f} | {row['val_accuracy']:.4f} | {speed} |"
+        )
     lines.append("")
     if reference_seconds:
         if within:
@@ -281,13 +323,13 @@ def default_profile(history: list[dict], reference_seconds: float | None) -> lis
             lines.append(
                 f"Not one epoch of the defaults fits in the reference's {reference_seconds:.0f} s."
             )
-    if first_80:
+    if first_target:
         lines.append(
-            f"Validation accuracy first reaches 80% after epoch {first_80[0]}, "
-            f"{first_80[1]:.0f} s into training."
+            f"Validation accuracy first reaches {goal:.0%} after epoch {first_target[0]}, "
+            f"{first_target[1]:.0f} s into training."
         )
     else:
-        lines.append("Validation accuracy does not reach 80% in this run.")
+        lines.append(f"Validation accuracy does not reach {goal:.0%} in this run.")
     return [*lines, ""]
 
 
@@ -346,13 +388,17 @@ def _write_report(measured: dict, out: Path) -> None:
                 else ""
             ),
             "",
-            *default_profile(rows["default"][0]["history"], reference_seconds),
+            *default_profile(
+                rows["default"][0]["history"],
+                reference_seconds,
+                rows["default"][0].get("train_images"),
+            ),
         ]
         if met_by_number["2"] is False and met_by_number["4"]:
             lines += [
                 "Target 2 is compute-bound on this machine: closing it needs more arithmetic per "
                 "second (the GPU section times the same model on accelerators) or a recipe that "
-                "reaches 80% in fewer passes over the images.",
+                "reaches 85% in fewer passes over the images.",
                 "",
             ]
     lines += ["Commands:", ""]
@@ -396,10 +442,34 @@ def _write_report(measured: dict, out: Path) -> None:
         *_slow_rounds(feeding["timings"]),
         "",
     ]
+    lines += _predict_section(measured.get("predict"))
     lines += _accelerator_section(REPO / "docs" / "device")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(line for line in lines) + "\n", encoding="utf-8")
     print(f"wrote {out}")
+
+
+def _predict_section(predicting: dict | None) -> list[str]:
+    """imgclf predict's throughput on the test split's files against preloaded arrays."""
+    if not predicting:
+        return []
+    return [
+        "## Prediction",
+        "",
+        f"`imgclf predict` on the {predicting['images']} test images written as JPEG files "
+        "(listing and decoding included) against `model.predict` on the same images already "
+        f"in memory, the last default model, batch {predicting['batch_size']}, median of "
+        f"{predicting['rounds']} alternated rounds (`bench/predict_throughput.py`).",
+        "",
+        "| | images/s (median) | best round |",
+        "|---|---|---|",
+        f"| `imgclf predict` | {predicting['predict_images_per_s']:.0f} "
+        f"| {predicting['best_predict_images_per_s']:.0f} |",
+        f"| `model.predict`, preloaded | {predicting['preloaded_images_per_s']:.0f} "
+        f"| {predicting['best_preloaded_images_per_s']:.0f} |",
+        f"| ratio | {predicting['predict_vs_preloaded']:.1%} | |",
+        "",
+    ]
 
 
 def _slow_rounds(timings: dict[str, list[float]]) -> list[str]:

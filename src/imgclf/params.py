@@ -188,10 +188,13 @@ class ModelParams(_Section):
     )
     width: int = Field(32, ge=4, le=512, description="resnet_small: channels of the first stage.")
     widths: tuple[int, ...] = Field(
-        (32, 64, 64), min_length=1, max_length=6, description="fast_cnn: channels of each group."
+        (32, 128, 128),
+        min_length=1,
+        max_length=6,
+        description="fast_cnn: channels of each group.",
     )
     activation: Literal[ACTIVATION_NAMES] = Field(  # type: ignore[valid-type]
-        "gelu", description="fast_cnn: activation after each BatchNorm."
+        "relu", description="fast_cnn: activation after each BatchNorm."
     )
     whitening: bool = Field(
         True, description="fast_cnn: a frozen patch-whitening first conv from the train images."

@@ -499,6 +499,12 @@ def save_serving_model(model: keras.Model, path: Path, tta: str = "none") -> ker
     return serving
 
 
+def accuracy_of(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int):
+    """Share of `images` whose most probable class is their label."""
+    predicted = model.predict(images, batch_size=batch_size, verbose=0).argmax(axis=1)
+    return float(np.mean(predicted == labels))
+
+
 def compile_model(
     model: keras.Model,
     *,

@@ -94,6 +94,12 @@ def test_fast_cnn_whitening_dirac_and_frozen_batchnorm_scale() -> None:
     assert model.get_layer("logit_scale").scale == pytest.approx(0.5)
 
 
+def test_fast_cnn_refuses_widths_that_pool_the_image_away() -> None:
+    with pytest.raises(ValueError, match="fewer groups in model.widths"):
+        build_model("fast_cnn", make_spec((8, 8, 3), widths=(4, 4, 4, 4)))
+    build_model("fast_cnn", make_spec((8, 8, 3), widths=(4, 4, 4)))  # 8 -> 4 -> 2 -> 1
+
+
 def test_fast_cnn_without_whitening_or_dirac() -> None:
     model = build_model("fast_cnn", make_spec((16, 16, 3), widths=(8,), dirac_init=False))
     assert "whiten" not in [layer.name for layer in model.layers]

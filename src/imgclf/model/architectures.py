@@ -26,8 +26,8 @@ class ModelSpec:
     spatial_dropout: float = 0.0  # dropout of whole feature maps after each conv block
     max_norm: float | None = None  # cap on each unit's incoming kernel norm; None or 0: off
     # fast_cnn only (model.* params of the same names):
-    widths: Sequence[int] = (32, 64, 64)
-    activation: str = "gelu"
+    widths: Sequence[int] = (32, 128, 128)
+    activation: str = "relu"
     whitening_kernel: np.ndarray | None = None  # frozen first conv (whitening.py); None: off
     dirac_init: bool = True
     batchnorm_momentum: float = 0.4  # Keras sense: weight of the old running statistic
@@ -154,6 +154,7 @@ def build_fast_cnn(spec: ModelSpec) -> keras.Model:
     softmax), with widths from model.widths; built only from stock Keras layers, so the saved
     file loads without imgclf.
     """
+    _check_fast_cnn_fits(spec)
     inputs = _image_input(spec)
     variance = [std**2 for std in spec.channel_std]
     x = layers.Normalization(mean=list(spec.channel_mean), variance=variance, name="normalize")(
@@ -182,6 +183,21 @@ def build_fast_cnn(spec: ModelSpec) -> keras.Model:
     if spec.dirac_init:
         initialize_dirac(model)
     return model
+
+
+def _check_fast_cnn_fits(spec: ModelSpec) -> None:
+    """Each group halves the side: refuse widths that would pool the image away."""
+    side = min(spec.image_shape[:2])
+    if spec.whitening_kernel is not None:
+        side -= spec.whitening_kernel.shape[0] - 1
+    for _ in spec.widths:
+        side //= 2
+    if side < 1:
+        raise ValueError(
+            f"model.widths has {len(spec.widths)} groups, each halving the side, but the images "
+            f"are {spec.image_shape[0]}x{spec.image_shape[1]}: use fewer groups in model.widths "
+            "or larger images (data.image_size)"
+        )
 
 
 def initialize_dirac(model: keras.Model) -> None:

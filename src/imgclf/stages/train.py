@@ -191,6 +191,11 @@ def _train(args: argparse.Namespace, params: Params) -> None:
             serving = training.save_serving_model(model, args.model, params.evaluate.tta)
             write_csv(args.history, result.history)
             metrics = result.summary(model, len(train_images), run_id)
+            # The saved model's own score on val: with evaluate.tta it averages its views, which
+            # the per-epoch val_accuracy (the plain network) does not see.
+            metrics["serving_val_accuracy"] = training.accuracy_of(
+                serving, *val_split, settings.batch_size
+            )
             write_json(args.metrics, metrics)
             outputs = [Path(args.params), args.history, args.metrics]
             tracking.finish_logging(
