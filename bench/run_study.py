@@ -1,12 +1,17 @@
-"""The lever study: one change at a time from the seed recipe, as a `dvc exp run --queue` grid.
+"""The lever studies: one change at a time from a recipe, as a `dvc exp run --queue` grid.
 
-Runs every row of ROWS for every seed as a queued DVC experiment in a scratch copy of this
-repository on a class-folder data set (its carved, stratified test split), saves
-`dvc exp show --json` next to the report, and writes docs/results.md and its plot from that
-JSON alone. The report is generated: do not edit it by hand.
+Two studies: `levers` (the default) changes the seed recipe one lever at a time and ranks by
+test accuracy (docs/results.md, kept reproducible as it was run); `fast` is the ablation of
+the shipped fast recipe, one lever removed or replaced by its plain alternative at a time,
+ranked by the saved model's validation accuracy with the test accuracy beside it
+(docs/ablation.md). Runs every row for every seed as a queued DVC experiment in a scratch copy
+of this repository on a class-folder data set (its carved, stratified test split), saves
+`dvc exp show --json` next to the report, and writes the page and its plot from that JSON
+alone. The reports are generated: do not edit them by hand.
 
     python bench/run_study.py ../shared/datasets/cifar10-train-jpg.tar.gz --seeds 0 1
-    python bench/run_study.py --report-only   # rebuild docs/results.md from the saved JSON
+    python bench/run_study.py DATA --study fast --seeds 0 1 2
+    python bench/run_study.py --report-only [--study fast]   # the page from the saved JSON
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +39,7 @@ RAW = REPO / "docs" / "results" / "exp_show.json"
 PLOT = REPO / "docs" / "results" / "levers.png"
 BASELINE = "seed-recipe"
 
-# Row name (also the experiment name prefix) -> (what changes, the -S overrides on the recipe).
+# Row name (also part of the experiment name) -> (what changes, the -S overrides on the recipe).
 ROWS: dict[str, tuple[str, dict[str, str]]] = {
     BASELINE: ("seed recipe (seed_cnn, Adam 1e-3, cross-entropy, 10 epochs, batch 64)", {}),
     "label-smoothing": ("label smoothing 0.1", {"loss.label_smoothing": "0.1"}),
@@ -64,6 +70,83 @@ ROWS: dict[str, tuple[str, dict[str, str]]] = {
     "mixup": ("MixUp, alpha 0.2", {"augment.mixup_alpha": "0.2"}),
     "cutmix": ("CutMix, alpha 1.0", {"augment.cutmix_alpha": "1.0"}),
 }
+
+# The ablation of the shipped defaults (docs/fast-recipe.md): each row removes one lever or puts
+# back its plain alternative. Fewer corruption images only shorten evaluate, not training.
+FAST_RECIPE = {"evaluate.corruption_images": "500"}
+FAST_ROWS: dict[str, tuple[str, dict[str, str]]] = {
+    "default": ("the shipped defaults (fast_cnn, params.yaml)", {}),
+    "gelu": ("GELU instead of ReLU (the records' activation)", {"model.activation": "gelu"}),
+    "no-whitening": ("no patch-whitening layer", {"model.whitening": "false"}),
+    "no-dirac": ("random init instead of identity", {"model.dirac_init": "false"}),
+    "plain-batchnorm": (
+        "Keras' BatchNorm (momentum 0.99, eps 1e-3, scale trained, shift lr x1)",
+        {
+            "model.batchnorm_momentum": "0.99",
+            "model.batchnorm_epsilon": "0.001",
+            "model.batchnorm_scale": "true",
+            "optimizer.batchnorm_lr_multiplier": "1",
+        },
+    ),
+    "no-lookahead": ("no lookahead averaging", {"optimizer.lookahead_every": "0"}),
+    "random-flip": ("random flip instead of alternating", {"augment.online_flip": "random"}),
+    "no-tta": ("no test-time augmentation", {"evaluate.tta": "none"}),
+    "adam": (
+        "Adam 3e-3 instead of Nesterov SGD",
+        {"optimizer.name": "adam", "optimizer.lr": "0.003"},
+    ),
+    "no-label-smoothing": ("label smoothing 0 (instead of 0.2)", {"loss.label_smoothing": "0"}),
+    "focal": ("focal loss, label smoothing 0.2 kept", {"loss.name": "focal"}),
+    "poly1": ("Poly-1 loss, label smoothing 0.2 kept", {"loss.name": "poly1"}),
+}
+
+
+@dataclass(frozen=True)
+class Study:
+    """One grid: its recipe, rows, baseline row, what it ranks by, and where it writes."""
+
+    name: str
+    title: str
+    recipe: dict[str, str]
+    rows: dict[str, tuple[str, dict[str, str]]]
+    baseline: str
+    score: str  # "test": eval.json accuracy; "val": the saved model's val accuracy (train.json)
+    out: Path
+    raw: Path
+    plot: Path
+
+    @property
+    def prefix(self) -> str:
+        """Experiment names start with it (the levers study keeps its first runs' names)."""
+        return "study" if self.name == "levers" else self.name
+
+    def experiment(self, row: str, seed: int) -> str:
+        return f"{self.prefix}-{row}-s{seed}"
+
+
+LEVERS = Study(
+    "levers",
+    "Which levers help: one change at a time from the seed recipe",
+    SEED_RECIPE,
+    ROWS,
+    BASELINE,
+    "test",
+    OUT,
+    RAW,
+    PLOT,
+)
+FAST = Study(
+    "fast",
+    "The fast recipe's ablation: one lever off at a time from the shipped defaults",
+    FAST_RECIPE,
+    FAST_ROWS,
+    "default",
+    "val",
+    REPO / "docs" / "ablation.md",
+    REPO / "docs" / "results" / "ablation_exp_show.json",
+    REPO / "docs" / "results" / "ablation.png",
+)
+STUDIES = {study.name: study for study in (LEVERS, FAST)}
 DATA_STAGES = ("download", "preprocess", "validate", "augment")
 
 
@@ -77,10 +160,12 @@ def _run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 
 def experiment_name(row: str, seed: int) -> str:
-    return f"study-{row}-s{seed}"
+    return LEVERS.experiment(row, seed)
 
 
-def run_grid(data: Path, seeds: list[int], rows: list[str], workdir: Path, jobs: int) -> list:
+def run_grid(
+    data: Path, seeds: list[int], rows: list[str], workdir: Path, jobs: int, study: Study = LEVERS
+) -> list:
     """Queue every row x seed, run the queue, return `dvc exp show --json`."""
     from support.project import make_project, pipeline_env
 
@@ -96,9 +181,9 @@ def run_grid(data: Path, seeds: list[int], rows: list[str], workdir: Path, jobs:
     _run(["git", "commit", "-qm", "data stages for the study"], project, env)
     for seed in seeds:
         for row in rows:
-            overrides = ROWS[row][1]
-            command = ["dvc", "exp", "run", "--queue", "--name", experiment_name(row, seed)]
-            for key, value in {**SEED_RECIPE, **overrides, "train.seed": str(seed)}.items():
+            overrides = study.rows[row][1]
+            command = ["dvc", "exp", "run", "--queue", "--name", study.experiment(row, seed)]
+            for key, value in {**study.recipe, **overrides, "train.seed": str(seed)}.items():
                 command += ["-S", f"{key}={value}"]
             _run(command, project, env)
     started = time.monotonic()
@@ -146,10 +231,14 @@ def _file_data(data: dict, section: str, suffix: str) -> dict:
     return {}
 
 
-def collect(shown: list) -> dict[str, list[dict]]:
-    """Row -> one record per finished seed (accuracy, wall time, params) from the JSON."""
-    rows: dict[str, list[dict]] = {row: [] for row in ROWS}
-    pattern = re.compile(r"^study-(?P<row>.+)-s(?P<seed>\d+)$")
+def collect(shown: list, study: Study = LEVERS) -> dict[str, list[dict]]:
+    """Row -> one record per finished seed (accuracies, wall time, params) from the JSON.
+
+    `score` is what the study ranks by: the test accuracy (levers) or the saved model's
+    validation accuracy (fast), which the test split never steers.
+    """
+    rows: dict[str, list[dict]] = {row: [] for row in study.rows}
+    pattern = re.compile(rf"^{re.escape(study.prefix)}-(?P<row>.+)-s(?P<seed>\d+)$")
     for revision in _revisions(shown):
         match = pattern.match(revision.get("name") or "")
         data = revision.get("data") or {}
@@ -159,10 +248,16 @@ def collect(shown: list) -> dict[str, list[dict]]:
         train = _file_data(data, "metrics", "train.json")
         if "accuracy" not in evaluation:
             continue  # failed or unfinished: reported as missing
+        val = train.get("serving_val_accuracy", train.get("best_val_accuracy"))
+        score = evaluation["accuracy"] if study.score == "test" else val
+        if score is None:
+            continue
         rows[match["row"]].append(
             {
                 "seed": int(match["seed"]),
+                "score": float(score),
                 "accuracy": float(evaluation["accuracy"]),
+                "val_accuracy": None if val is None else float(val),
                 "ece": evaluation.get("ece"),
                 "train_seconds": float(train.get("train_seconds", math.nan)),
                 "params": _file_data(data, "params", "params.yaml"),
@@ -183,14 +278,14 @@ def _gain(records: list[dict], baseline: list[dict]) -> float | None:
     if not records or not baseline:
         return None
     mean = statistics.mean
-    return mean(r["accuracy"] for r in records) - mean(r["accuracy"] for r in baseline)
+    return mean(r["score"] for r in records) - mean(r["score"] for r in baseline)
 
 
 def _paired(records: list[dict], baseline: list[dict]) -> str:
     """Each seed's change against the recipe run with the same seed (same init, same order)."""
-    recipe = {record["seed"]: record["accuracy"] for record in baseline}
+    recipe = {record["seed"]: record["score"] for record in baseline}
     pairs = [
-        f"s{r['seed']} {100 * (r['accuracy'] - recipe[r['seed']]):+.2f}"
+        f"s{r['seed']} {100 * (r['score'] - recipe[r['seed']]):+.2f}"
         for r in records
         if r["seed"] in recipe
     ]
@@ -203,8 +298,8 @@ def _verdict(records: list[dict], baseline: list[dict]) -> str:
     if gain is None or len(records) < 2 or len(baseline) < 2:
         return "not enough seeds"
     spread = max(
-        statistics.stdev(r["accuracy"] for r in records),
-        statistics.stdev(r["accuracy"] for r in baseline),
+        statistics.stdev(r["score"] for r in records),
+        statistics.stdev(r["score"] for r in baseline),
     )
     if gain > 2 * spread and gain > 0.002:
         return "helped"
@@ -213,17 +308,17 @@ def _verdict(records: list[dict], baseline: list[dict]) -> str:
     return "no clear effect"
 
 
-def write_plot(rows: dict[str, list[dict]], path: Path) -> None:
+def write_plot(rows: dict[str, list[dict]], path: Path, study: Study = LEVERS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    baseline = rows[BASELINE]
-    names = [row for row in ROWS if row != BASELINE and rows[row]]
+    baseline = rows[study.baseline]
+    names = [row for row in study.rows if row != study.baseline and rows[row]]
     gains = [100 * (_gain(rows[row], baseline) or 0.0) for row in names]
     spreads = [
-        100 * statistics.stdev(r["accuracy"] for r in rows[row]) if len(rows[row]) > 1 else 0.0
+        100 * statistics.stdev(r["score"] for r in rows[row]) if len(rows[row]) > 1 else 0.0
         for row in names
     ]
     figure, axes = plt.subplots(figsize=(7, 0.4 * len(names) + 1.2))
@@ -231,64 +326,99 @@ def write_plot(rows: dict[str, list[dict]], path: Path) -> None:
     axes.barh(names, gains, xerr=spreads, color=colours, capsize=3)
     axes.axvline(0, color="black", linewidth=0.8)
     axes.invert_yaxis()
-    axes.set_xlabel("test accuracy change vs the seed recipe (points; bars: ±1 std over seeds)")
+    measure = "test accuracy" if study.score == "test" else "validation accuracy"
+    axes.set_xlabel(f"{measure} change vs {study.baseline} (points; bars: ±1 std over seeds)")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
-def write_report(shown: list, meta: dict, out: Path = OUT, plot: Path = PLOT) -> None:
-    rows = collect(shown)
-    baseline = rows[BASELINE]
+def write_report(
+    shown: list,
+    meta: dict,
+    out: Path | None = None,
+    plot: Path | None = None,
+    study: Study = LEVERS,
+) -> None:
+    out, plot = out or study.out, plot or study.plot
+    rows = collect(shown, study)
+    baseline = rows[study.baseline]
     seeds = sorted({record["seed"] for records in rows.values() for record in records})
+    flag = "" if study is LEVERS else f" --study {study.name}"
+    ranked_by = (
+        "test accuracy on the carved test split"
+        if study.score == "test"
+        else "the saved model's validation accuracy (`serving_val_accuracy` in train.json: with "
+        "its test-time views), the test accuracy beside it deciding nothing"
+    )
     lines = [
-        "# Which levers help: one change at a time from the seed recipe",
+        f"# {study.title}",
         "",
         "Generated by `bench/run_study.py` from `dvc exp show --json` (saved in",
-        "[results/exp_show.json](results/exp_show.json)); do not edit by hand. Reproduce with:",
+        f"[results/{study.raw.name}](results/{study.raw.name})); do not edit by hand. "
+        "Reproduce with:",
         "",
         "```bash",
-        f"python bench/run_study.py {meta.get('data', '<class-folder data>')} "
+        f"python bench/run_study.py {meta.get('data', '<class-folder data>')}{flag} "
         f"--seeds {' '.join(map(str, seeds))}",
-        "python bench/run_study.py --report-only   # this page from the saved JSON",
+        f"python bench/run_study.py --report-only{flag}   # this page from the saved JSON",
         "```",
         "",
         f"Data: {meta.get('data_description', 'see the command')}. "
         f"Machine: {meta.get('machine', 'unknown')}. Date: {meta.get('date', 'unknown')}. "
         f"Code: commit {meta.get('commit', 'unknown')}.",
         "",
-        "Every row is the seed recipe with one change, queued with `dvc exp run --queue` and run "
-        f"by `dvc queue start -j {meta.get('jobs', 1)}`; test accuracy on the carved test split, "
-        "mean ± standard deviation over the seeds (`train.seed`). Train seconds is the `fit` wall "
-        "time from train.json. A verdict of helped/hurt needs the gap to exceed twice the larger "
-        "seed-to-seed spread of the two rows; the paired column compares each seed with the "
-        "recipe run of the same seed (same initial weights and batch order).",
+        f"Every row is the {study.baseline} row with one change, queued with `dvc exp run "
+        f"--queue` and run by `dvc queue start -j {meta.get('jobs', 1)}`; ranked by "
+        f"{ranked_by}; mean ± standard deviation over the seeds (`train.seed`). Train seconds "
+        "is the `fit` wall time from train.json. A verdict of helped/hurt needs the gap to "
+        "exceed twice the larger seed-to-seed spread of the two rows; the paired column "
+        f"compares each seed with the {study.baseline} run of the same seed (same initial "
+        "weights and batch order).",
         "",
-        "| row | change | seeds | test accuracy | Δ vs recipe (points) | Δ per seed (paired) "
-        "| ECE | train seconds | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row, (description, _) in ROWS.items():
+    if study.score == "test":
+        lines += [
+            "| row | change | seeds | test accuracy | Δ vs recipe (points) | Δ per seed (paired) "
+            "| ECE | train seconds | verdict |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+    else:
+        lines += [
+            "| row | change | seeds | val accuracy | Δ val (points) | Δ val per seed (paired) "
+            "| test accuracy | train seconds | verdict |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+    for row, (description, _) in study.rows.items():
         records = sorted(rows[row], key=lambda record: record["seed"])
         gain = _gain(records, baseline)
-        eces = [float(r["ece"]) for r in records if r.get("ece") is not None]
+        is_base = row == study.baseline
+        middle = (
+            _mean_std([float(r["ece"]) for r in records if r.get("ece") is not None], 3)
+            if study.score == "test"
+            else _mean_std([r["accuracy"] for r in records])
+        )
         lines.append(
             f"| {row} | {description} | {len(records)} | "
-            f"{_mean_std([r['accuracy'] for r in records])} | "
-            f"{'—' if gain is None or row == BASELINE else f'{100 * gain:+.2f}'} | "
-            f"{'—' if row == BASELINE else _paired(records, baseline)} | "
-            f"{_mean_std(eces, 3)} | {_mean_std([r['train_seconds'] for r in records], 0)} | "
-            f"{'—' if row == BASELINE else _verdict(records, baseline)} |"
+            f"{_mean_std([r['score'] for r in records])} | "
+            f"{'—' if gain is None or is_base else f'{100 * gain:+.2f}'} | "
+            f"{'—' if is_base else _paired(records, baseline)} | "
+            f"{middle} | {_mean_std([r['train_seconds'] for r in records], 0)} | "
+            f"{'—' if is_base else _verdict(records, baseline)} |"
         )
     ranked = sorted(
-        (row for row in ROWS if row != BASELINE and _gain(rows[row], baseline) is not None),
+        (
+            row
+            for row in study.rows
+            if row != study.baseline and _gain(rows[row], baseline) is not None
+        ),
         key=lambda row: _gain(rows[row], baseline),
         reverse=True,
     )
     helped = [row for row in ranked if _verdict(rows[row], baseline) == "helped"]
     not_helped = [row for row in ranked if _verdict(rows[row], baseline) != "helped"]
-    lines += ["", "![accuracy change per lever](results/levers.png)", "", "## Summary", ""]
+    lines += ["", f"![accuracy change per row](results/{plot.name})", "", "## Summary", ""]
     if ranked:
         best = ", ".join(
             f"{row} ({100 * _gain(rows[row], baseline):+.2f} points)" for row in ranked[:3]
@@ -296,32 +426,38 @@ def write_report(shown: list, meta: dict, out: Path = OUT, plot: Path = PLOT) ->
         lines.append(f"- Three best single changes by mean gain: {best}.")
     lines.append(f"- Helped beyond the seed spread: {', '.join(helped) or 'none'}.")
     lines.append(f"- Did not help (no clear effect or hurt): {', '.join(not_helped) or 'none'}.")
-    missing = [row for row in ROWS if len(rows[row]) < len(seeds)]
+    missing = [row for row in study.rows if len(rows[row]) < len(seeds)]
     if missing:
         lines.append(f"- Missing seeds (failed or not run): {', '.join(missing)}.")
     lines += ["", *meta.get("notes", []), ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    write_plot(rows, plot)
+    write_plot(rows, plot, study)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="?", help="class-folder directory or archive")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--study", choices=list(STUDIES), default="levers")
+    parser.add_argument("--rows", nargs="+", help="rows to run (default: all of the study's)")
     parser.add_argument("--jobs", type=int, default=1, help="queue workers (dvc queue start -j)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/imgclf-study"))
     parser.add_argument("--report-only", action="store_true", help="rebuild from the saved JSON")
     parser.add_argument("--note", action="append", default=[], help="a line added to the report")
     args = parser.parse_args()
+    study = STUDIES[args.study]
+    rows = args.rows or list(study.rows)
+    unknown = sorted(set(rows) - set(study.rows))
+    if unknown:
+        parser.error(f"unknown rows {unknown} for study {study.name}: {', '.join(study.rows)}")
     if args.report_only:
-        saved = json.loads(RAW.read_text(encoding="utf-8"))
+        saved = json.loads(study.raw.read_text(encoding="utf-8"))
         if args.note:  # kept with the results, so a later rebuild says the same
             saved["meta"]["notes"] = args.note
-            RAW.write_text(json.dumps(saved, indent=1), encoding="utf-8")
-        write_report(saved["exp_show"], saved["meta"])
-        print(f"wrote {OUT}")
+            study.raw.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+        write_report(saved["exp_show"], saved["meta"], study=study)
+        print(f"wrote {study.out}")
         return
     if args.data is None:
         parser.error("give the class-folder data (or --report-only)")
@@ -338,11 +474,11 @@ def main() -> None:
         "jobs": args.jobs,
         "notes": args.note,
     }
-    shown = run_grid(args.data, args.seeds, args.rows, args.workdir, args.jobs)
-    RAW.parent.mkdir(parents=True, exist_ok=True)
-    RAW.write_text(json.dumps({"meta": meta, "exp_show": shown}, indent=1), encoding="utf-8")
-    write_report(shown, meta)
-    print(f"wrote {OUT}")
+    shown = run_grid(args.data, args.seeds, rows, args.workdir, args.jobs, study)
+    study.raw.parent.mkdir(parents=True, exist_ok=True)
+    study.raw.write_text(json.dumps({"meta": meta, "exp_show": shown}, indent=1), encoding="utf-8")
+    write_report(shown, meta, study=study)
+    print(f"wrote {study.out}")
 
 
 if __name__ == "__main__":

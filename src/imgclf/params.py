@@ -338,6 +338,12 @@ class TrainParams(_Section):
         description="How optimizer.lr grows with the replica count (batch_size is per replica).",
     )
 
+    @field_validator("mixed_precision", "jit_compile", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        """YAML 1.1 readers take a bare on/off for a boolean, and DVC's `-S` writes them bare."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _distribution_fits_backend(self) -> TrainParams:
         if self.backend != "tensorflow" and self.distribution in ("mirrored", "multi_worker"):

@@ -257,3 +257,13 @@ def test_params_are_frozen() -> None:
     with pytest.raises(pydantic.ValidationError):
         params.train = params.train  # type: ignore[misc]
     assert params.reg.l2 == 0.0
+
+
+@pytest.mark.parametrize("key", ["mixed_precision", "jit_compile"])
+def test_bare_yaml_on_off_reads_as_the_setting(tmp_path, key: str) -> None:
+    # `dvc exp run -S train.mixed_precision=off` writes a bare off, which YAML 1.1 reads as false.
+    path = tmp_path / "params.yaml"
+    path.write_text(f"train:\n  {key}: off\n", encoding="utf-8")
+    assert getattr(load_params(path).train, key) == "off"
+    path.write_text(f"train:\n  {key}: on\n", encoding="utf-8")
+    assert getattr(load_params(path).train, key) == "on"

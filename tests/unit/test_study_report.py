@@ -81,3 +81,34 @@ def test_report_numbers_verdicts_and_best_changes(tmp_path: Path) -> None:
     assert "Did not help (no clear effect or hurt): focal, dropout." in text
     assert "Missing seeds (failed or not run):" in text and "cutmix" in text
     assert plot.stat().st_size > 1000
+
+
+def test_the_fast_ablation_ranks_by_validation_and_shows_test_beside(tmp_path: Path) -> None:
+    def revision(row: str, seed: int, val: float, test: float) -> dict:
+        name = f"fast-{row}-s{seed}"
+        found = _revision(name, test)
+        found["data"]["metrics"]["reports/metrics/train.json"]["data"]["serving_val_accuracy"] = val
+        return {"name": name, "revs": [found]}
+
+    experiments = [
+        revision("default", 0, 0.80, 0.70),
+        revision("default", 1, 0.81, 0.71),
+        # Better on test, worse on validation: the validation decides.
+        revision("no-tta", 0, 0.70, 0.90),
+        revision("no-tta", 1, 0.71, 0.91),
+        revision("gelu", 0, 0.85, 0.60),  # one seed only
+        {"name": "study-l2-s0", "revs": [_revision("study-l2-s0", 0.99)]},  # the other study
+    ]
+    shown = [{"rev": "0123abc", "name": "main", "data": {}, "experiments": experiments}]
+    rows = run_study.collect(shown, run_study.FAST)
+    assert [r["score"] for r in rows["no-tta"]] == [0.70, 0.71]
+    assert [r["accuracy"] for r in rows["no-tta"]] == [0.90, 0.91]
+    assert "l2" not in rows
+    out, plot = tmp_path / "ablation.md", tmp_path / "ablation.png"
+    run_study.write_report(shown, {"jobs": 1}, out=out, plot=plot, study=run_study.FAST)
+    text = out.read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("| no-tta |"))
+    assert "-10.00" in line and "s0 -10.00, s1 -10.00" in line and "0.9050 ± 0.0071" in line
+    assert line.endswith("| hurt |")
+    assert "validation accuracy" in text and "--study fast" in text
+    assert "Missing seeds (failed or not run):" in text and "gelu" in text
