@@ -21,8 +21,9 @@ class Lookahead(keras.callbacks.Callback):
 
     All float variables of the model take part, BatchNorm's running statistics included, so
     the averaged weights and the statistics they are evaluated with stay matched. When training
-    ends the weights are the average. The update is a few vector operations every k steps, not
-    per-image Python.
+    ends between two updates, one last update takes in the steps since the previous one; a run
+    shorter than k steps keeps its trained weights (its average would still be the initial
+    weights). The update is a few vector operations every k steps, not per-image Python.
     """
 
     def __init__(self, every: int, final_decay: float, total_steps: int) -> None:
@@ -31,6 +32,7 @@ class Lookahead(keras.callbacks.Callback):
         self._variables: list = []
         self._averages: list[np.ndarray] = []
         self._step = 0
+        self._updated_at = 0  # the step of the last update (0: none yet)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._variables = [
@@ -41,21 +43,25 @@ class Lookahead(keras.callbacks.Callback):
         self._averages = [keras.ops.convert_to_numpy(v).copy() for v in self._variables]
         # Counted here rather than read from the optimizer, which would sync every step.
         self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._updated_at = 0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._step += 1
-        if self._step % self.every:
-            return
+        if self._step % self.every == 0:
+            self._update()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._updated_at and self._updated_at != self._step:
+            self._update()
+
+    def _update(self) -> None:
         decay = lookahead_decay(self._step, self.total_steps, self.final_decay)
         for index, variable in enumerate(self._variables):
             current = keras.ops.convert_to_numpy(variable)
             average = decay * self._averages[index] + (1.0 - decay) * current
             self._averages[index] = average
             variable.assign(average)
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        for variable, average in zip(self._variables, self._averages, strict=True):
-            variable.assign(average)
+        self._updated_at = self._step
 
 
 def _changes(variable) -> bool:
