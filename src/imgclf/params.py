@@ -702,5 +702,11 @@ def lever_warnings(params: Params) -> dict[str, str]:
             f"optimizer.nesterov is true but optimizer.name is {params.optimizer.name!r}: only "
             "sgd reads it, so it has no effect here (nadam is Adam with Nesterov momentum)"
         )
+    if params.optimizer.batchnorm_lr_multiplier != 1.0 and params.optimizer.name != "sgd":
+        warnings["warning.batchnorm_lr_multiplier_ignored"] = (
+            f"optimizer.batchnorm_lr_multiplier ({params.optimizer.batchnorm_lr_multiplier:g}) "
+            f"applies to sgd only, not {params.optimizer.name!r} (an adaptive optimizer rescales "
+            "each gradient itself): it has no effect here; set it to 1 to silence this note"
+        )
     warnings.update(schedule_notes(params.optimizer, params.train.epochs))
     return warnings

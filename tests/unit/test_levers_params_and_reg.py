@@ -241,3 +241,11 @@ def test_nesterov_outside_sgd_warns_that_it_is_ignored() -> None:
     assert list(lever_warnings(ignored)) == ["warning.nesterov_ignored"]
     assert "'adam'" in lever_warnings(ignored)["warning.nesterov_ignored"]
     assert lever_warnings(parse_params({"optimizer": {"name": "sgd", "nesterov": True}})) == {}
+
+
+def test_batchnorm_lr_multiplier_outside_sgd_warns_that_it_is_ignored() -> None:
+    ignored = parse_params({"optimizer": {"name": "adam", "batchnorm_lr_multiplier": 64}})
+    assert list(lever_warnings(ignored)) == ["warning.batchnorm_lr_multiplier_ignored"]
+    assert "'adam'" in lever_warnings(ignored)["warning.batchnorm_lr_multiplier_ignored"]
+    sgd = {"name": "sgd", "batchnorm_lr_multiplier": 64}
+    assert lever_warnings(parse_params({"optimizer": sgd})) == {}
