@@ -55,6 +55,11 @@ class Lookahead(keras.callbacks.Callback):
             self._update()
 
     def _update(self) -> None:
+        # Keras' JAX trainer keeps the weights outside the variables during an epoch: write
+        # them back first, so they can be read here and what is assigned is trained on next.
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
         decay = lookahead_decay(self._step, self.total_steps, self.final_decay)
         for index, variable in enumerate(self._variables):
             current = keras.ops.convert_to_numpy(variable)

@@ -155,3 +155,60 @@ def test_crop_flip_feeding_keeps_shapes_and_labels(pad: int) -> None:
             assert np.array_equal(first[index], images[index]) or np.array_equal(
                 first[index], images[index][:, ::-1]
             )
+
+
+# fast_cnn with the fast recipe's own levers (the BatchNorm-shift SGD, lookahead, alternating
+# flip) under JAX, the GPU machine's backend: one tiny epoch, then a plain reload.
+FAST_SCRIPT = """
+import json, sys
+import keras, numpy as np
+from imgclf.data.synthetic import draw_synthetic
+from imgclf.lookahead import Lookahead
+from imgclf.model.losses import build_loss
+from imgclf.model.optimizers import ShiftScaledSGD, build_optimizer
+from imgclf.params import parse_params
+from imgclf.training import build_classifier, fit_model, learn_whitening, make_datasets
+
+params = parse_params(json.loads(sys.argv[2]))
+keras.utils.set_random_seed(0)
+images, labels = draw_synthetic(96, 0)
+whitening = learn_whitening(params.model, images, 0)
+model = build_classifier(params.model, params.reg, (32, 32, 3), 10, images, whitening)
+optimizer = build_optimizer(params.optimizer, 3, 1)
+beta = model.get_layer("group1_bn1").beta
+before = keras.ops.convert_to_numpy(beta).copy()
+train, val = make_datasets((images, labels), (images[:32], labels[:32]), 10, params.train,
+                           params.augment)
+result = fit_model(model, train, val, loss=build_loss(params.loss), optimizer=optimizer,
+                   epochs=1, callbacks=[Lookahead(2, 0.5, 3)], verbose=0)
+model.save(sys.argv[1])
+reloaded = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=True)
+same = bool(np.allclose(reloaded.predict(images[:4], verbose=0),
+                        model.predict(images[:4], verbose=0), atol=1e-5))
+print(json.dumps({"backend": keras.backend.backend(), "loss": result.history[0]["loss"],
+                  "shift_sgd": isinstance(optimizer, ShiftScaledSGD), "reload_matches": same,
+                  "beta_moved": float(np.abs(keras.ops.convert_to_numpy(beta) - before).max()),
+                  "whitened": model.get_layer("whiten").trainable is False}))
+"""
+FAST_LEVERS = {
+    "model": {"arch": "fast_cnn", "widths": [8, 16, 16]},
+    "optimizer": {"name": "sgd", "lr": 0.1, "nesterov": True, "batchnorm_lr_multiplier": 64},
+    "train": {"batch_size": 32},
+    "augment": {"online_crop_flip": True, "online_crop_pixels": 2, "online_flip": "alternating"},
+}
+
+
+def test_fast_cnn_and_its_levers_train_under_jax(tmp_path: Path) -> None:
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", FAST_SCRIPT, str(tmp_path / "fast.keras"), json.dumps(FAST_LEVERS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["backend"] == "jax" and 0 < outcome["loss"] < 10
+    assert outcome["shift_sgd"] and outcome["whitened"] and outcome["reload_matches"]
+    assert outcome["beta_moved"] > 0  # the stateless JAX step reached the scaled shifts
