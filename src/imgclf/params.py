@@ -158,13 +158,13 @@ class AugmentParams(_Section):
     )
     seed: int = Field(0, ge=0, description="Seed of the augmentation draws.")
     online_crop_flip: bool = Field(
-        False, description="train: a fresh random crop and flip of every image, every epoch."
+        True, description="train: a fresh random crop and flip of every image, every epoch."
     )
     online_crop_pixels: int = Field(
-        4, ge=0, le=64, description="train: border (mirrored) the online crop may shift by."
+        2, ge=0, le=64, description="train: border (mirrored) the online crop may shift by."
     )
     online_flip: Literal["random", "alternating"] = Field(
-        "random",
+        "alternating",
         description="train, with online_crop_flip: flip a random half of each batch, or flip "
         "a fixed random half in even epochs and exactly the other half in odd ones.",
     )
@@ -184,9 +184,9 @@ class AugmentParams(_Section):
 
 class ModelParams(_Section):
     arch: Literal[ARCHITECTURE_NAMES] = Field(  # type: ignore[valid-type]
-        "resnet_small", description="Architecture name."
+        "fast_cnn", description="Architecture name."
     )
-    width: int = Field(32, ge=4, le=512, description="resnet_small: channels of the first stage.")
+    width: int = Field(16, ge=4, le=512, description="resnet_small: channels of the first stage.")
     widths: tuple[int, ...] = Field(
         (32, 128, 128),
         min_length=1,
@@ -215,7 +215,7 @@ class ModelParams(_Section):
         False, description="fast_cnn: train BatchNorm's scale (false: frozen at 1)."
     )
     logit_scale: float = Field(
-        1.0, gt=0, le=10, description="fast_cnn: logits are multiplied by this before softmax."
+        0.111, gt=0, le=10, description="fast_cnn: logits are multiplied by this before softmax."
     )
 
     @field_validator("widths")
@@ -230,7 +230,7 @@ class LossParams(_Section):
     name: Literal[LOSS_NAMES] = Field(  # type: ignore[valid-type]
         "categorical_crossentropy", description="Loss name."
     )
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing factor.")
+    label_smoothing: float = Field(0.2, ge=0, lt=1, description="Label smoothing factor.")
     focal_gamma: float = Field(2.0, ge=0, le=10, description="focal: focusing parameter.")
     focal_alpha: float = Field(0.25, gt=0, le=1, description="focal: class balance weight.")
     poly_epsilon: float = Field(
@@ -249,7 +249,7 @@ class LossParams(_Section):
 
 class RegParams(_Section):
     l1: float = Field(0.0, ge=0, le=1, description="L1 penalty on kernels.")
-    l2: float = Field(0.0, ge=0, le=1, description="L2 penalty on kernels.")
+    l2: float = Field(0.00066, ge=0, le=1, description="L2 penalty on kernels.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
     spatial_dropout: float = Field(
         0.0, ge=0, lt=1, description="Dropout of whole feature maps after each conv block."
@@ -260,15 +260,15 @@ class RegParams(_Section):
 
 
 class OptimizerParams(_Section):
-    name: Literal[OPTIMIZER_NAMES] = Field("adam", description="Optimizer name.")  # type: ignore[valid-type]
-    lr: float = Field(1e-3, gt=0, le=10, description="Peak learning rate.")
-    momentum: float = Field(0.9, ge=0, lt=1, description="sgd/rmsprop momentum.")
-    nesterov: bool = Field(False, description="sgd: Nesterov momentum.")
+    name: Literal[OPTIMIZER_NAMES] = Field("sgd", description="Optimizer name.")  # type: ignore[valid-type]
+    lr: float = Field(0.375, gt=0, le=10, description="Peak learning rate.")
+    momentum: float = Field(0.85, ge=0, lt=1, description="sgd/rmsprop momentum.")
+    nesterov: bool = Field(True, description="sgd: Nesterov momentum.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="Decoupled weight decay.")
     schedule: Literal[SCHEDULE_NAMES] = Field(  # type: ignore[valid-type]
-        "constant", description="Learning-rate schedule."
+        "linear", description="Learning-rate schedule."
     )
-    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up length in epochs.")
+    warmup_epochs: float = Field(0.9, ge=0, description="Linear warm-up length in epochs.")
     decay_rate: float = Field(
         0.9, gt=0, le=1, description="exponential: multiplier per epoch; step: per step."
     )
@@ -282,16 +282,16 @@ class OptimizerParams(_Section):
         0.3, gt=0, lt=1, description="one_cycle: share of the steps spent rising to lr."
     )
     warmup_start_fraction: float = Field(
-        0.0, ge=0, le=1, description="Warm-up starts at this share of lr (0: from zero)."
+        0.2, ge=0, le=1, description="Warm-up starts at this share of lr (0: from zero)."
     )
     final_lr_fraction: float = Field(
-        0.0, ge=0, le=1, description="linear: the rate falls linearly to this share of lr."
+        0.07, ge=0, le=1, description="linear: the rate falls linearly to this share of lr."
     )
     batchnorm_lr_multiplier: float = Field(
-        1.0, gt=0, le=1000, description="Learning-rate factor for BatchNorm shifts (sgd only)."
+        64.0, gt=0, le=1000, description="Learning-rate factor for BatchNorm shifts (sgd only)."
     )
     lookahead_every: int = Field(
-        0,
+        5,
         ge=0,
         description="Every this many steps, pull all weights to their running "
         "average (lookahead/EMA, BatchNorm statistics included); 0: off.",
@@ -309,8 +309,8 @@ class OptimizerParams(_Section):
 
 
 class TrainParams(_Section):
-    epochs: int = Field(10, ge=1, le=10_000, description="Passes over the training set.")
-    batch_size: int = Field(64, ge=1, le=65_536, description="Images per step.")
+    epochs: int = Field(4, ge=1, le=10_000, description="Passes over the training set.")
+    batch_size: int = Field(256, ge=1, le=65_536, description="Images per step.")
     seed: int = Field(0, ge=0, description="Seed of weights, shuffling and dropout.")
     backend: Literal["tensorflow", "jax"] = Field(
         "tensorflow", description="Keras backend; jax needs the jax package installed."
@@ -372,7 +372,7 @@ class EvaluateParams(_Section):
     )
     seed: int = Field(0, ge=0, description="Seed of the corruption subset and noise.")
     tta: Literal["none", "flip", "flip_translate"] = Field(
-        "none",
+        "flip_translate",
         description="Test-time augmentation built into the saved model (train writes it): "
         "none, the mirror image too, or mirror and one-pixel shifts.",
     )
@@ -387,6 +387,16 @@ class PromoteParams(_Section):
 # Sections a tuning trial may change: the training recipe. data, preprocess and validate would
 # change the val split the trials are compared on; mlflow, promote and tune are bookkeeping.
 TUNABLE_SECTIONS = ("augment", "model", "loss", "reg", "optimizer", "train")
+
+
+# The search space `imgclf tune` uses when params.yaml names none (params.yaml shows it).
+TUNE_SPACE: dict[str, dict[str, Any]] = {
+    "optimizer.name": {"choices": ("adam", "adamw", "sgd")},
+    "optimizer.lr": {"low": 3.0e-4, "high": 1.0e-2, "log": True},
+    "reg.l2": {"low": 0.0, "high": 1.0e-3},
+    "loss.name": {"choices": ("categorical_crossentropy", "focal")},
+    "loss.label_smoothing": {"low": 0.0, "high": 0.2},
+}
 
 
 class TuneDimension(_Section):
@@ -430,7 +440,7 @@ class TuneParams(_Section):
     )
     seed: int = Field(0, ge=0, description="Seed of the Optuna sampler.")
     space: dict[str, TuneDimension] = Field(
-        default_factory=dict,
+        default_factory=lambda: {key: TuneDimension(**value) for key, value in TUNE_SPACE.items()},
         description="Dotted params key (optimizer.lr) -> its range or choices.",
     )
 
@@ -489,7 +499,7 @@ class Params(_Section):
     mlflow: MlflowParams = MlflowParams()
     evaluate: EvaluateParams = EvaluateParams()
     promote: PromoteParams = PromoteParams()
-    tune: TuneParams = TuneParams()
+    tune: TuneParams = Field(default_factory=TuneParams)
 
     model_config = ConfigDict(
         frozen=True, extra="forbid", populate_by_name=True, protected_namespaces=()

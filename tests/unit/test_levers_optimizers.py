@@ -12,9 +12,15 @@ from imgclf.model.optimizers import DECAYS, OPTIMIZERS, WarmupSchedule, build_op
 from imgclf.model.optimizers import build_schedule as _build_schedule
 from imgclf.params import OptimizerParams
 
+# The hand-computed values below assume no warm-up and a full decay unless a test sets them
+# (the shipped defaults warm up from 0.2 x lr and end at 0.07 x lr).
+PLAIN_SCHEDULE = {"warmup_epochs": 0.0, "warmup_start_fraction": 0.0, "final_lr_fraction": 0.0}
+
 
 def build_schedule(steps_per_epoch: int, epochs: int, **settings) -> WarmupSchedule:
-    return _build_schedule(OptimizerParams(**settings), steps_per_epoch, epochs)
+    return _build_schedule(
+        OptimizerParams(**{**PLAIN_SCHEDULE, **settings}), steps_per_epoch, epochs
+    )
 
 
 def rates(schedule: WarmupSchedule, steps) -> list[float]:

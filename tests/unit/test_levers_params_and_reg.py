@@ -157,7 +157,8 @@ def test_label_smoothing_combines_with_the_probability_losses(name: str) -> None
 
 
 def test_loss_settings_out_of_range() -> None:
-    bad({"loss": {"name": "symmetric_crossentropy", "sce_alpha": 0, "sce_beta": 0}}, "both 0")
+    sce = {"name": "symmetric_crossentropy", "label_smoothing": 0}
+    bad({"loss": {**sce, "sce_alpha": 0, "sce_beta": 0}}, "both 0")
     bad({"loss": {"poly_epsilon": -1.5}}, "loss.poly_epsilon")
     bad({"loss": {"hinge_margin": 0}}, "loss.hinge_margin")
     bad({"loss": {"name": "hinge"}}, "loss.name", *LOSS_NAMES)
@@ -213,7 +214,9 @@ def test_step_and_one_cycle_settings_that_fit_are_accepted() -> None:
 
 
 def test_step_without_milestones_steps_at_half_and_three_quarters_with_a_note() -> None:
-    params = parse_params({"optimizer": {"schedule": "step", "warmup_epochs": 1}})
+    params = parse_params(
+        {"optimizer": {"schedule": "step", "warmup_epochs": 1}, "train": {"epochs": 10}}
+    )
     assert step_epochs_used(params.optimizer, params.train.epochs) == [5, 8]  # of 10 epochs
     assert "after epochs [5, 8]" in lever_warnings(params)["warning.step_epochs_default"]
     short = parse_params({"optimizer": {"schedule": "step"}, "train": {"epochs": 1}})
@@ -228,23 +231,28 @@ def test_one_cycle_ignores_warmup_with_a_note() -> None:
 
 
 def test_l2_with_decoupled_weight_decay_warns() -> None:
-    both = parse_params({"reg": {"l2": 1e-4}, "optimizer": {"name": "adamw", "weight_decay": 1e-4}})
+    # adamw without the sgd-only settings the defaults carry (Nesterov, the BatchNorm multiplier)
+    adamw = {"name": "adamw", "nesterov": False, "batchnorm_lr_multiplier": 1}
+    both = parse_params({"reg": {"l2": 1e-4}, "optimizer": {**adamw, "weight_decay": 1e-4}})
     (key,) = lever_warnings(both)
     assert key == "warning.l2_with_weight_decay"
     assert "reg.l2" in lever_warnings(both)[key] and "weight_decay" in lever_warnings(both)[key]
     assert lever_warnings(parse_params({"reg": {"l2": 1e-4}})) == {}
-    assert lever_warnings(parse_params({"optimizer": {"weight_decay": 1e-4}})) == {}
+    decay_only = {"reg": {"l2": 0}, "optimizer": {**adamw, "weight_decay": 1e-4}}
+    assert lever_warnings(parse_params(decay_only)) == {}
 
 
 def test_nesterov_outside_sgd_warns_that_it_is_ignored() -> None:
-    ignored = parse_params({"optimizer": {"name": "adam", "nesterov": True}})
+    adam = {"name": "adam", "nesterov": True, "batchnorm_lr_multiplier": 1}
+    ignored = parse_params({"optimizer": adam})
     assert list(lever_warnings(ignored)) == ["warning.nesterov_ignored"]
     assert "'adam'" in lever_warnings(ignored)["warning.nesterov_ignored"]
     assert lever_warnings(parse_params({"optimizer": {"name": "sgd", "nesterov": True}})) == {}
 
 
 def test_batchnorm_lr_multiplier_outside_sgd_warns_that_it_is_ignored() -> None:
-    ignored = parse_params({"optimizer": {"name": "adam", "batchnorm_lr_multiplier": 64}})
+    adam = {"name": "adam", "nesterov": False, "batchnorm_lr_multiplier": 64}
+    ignored = parse_params({"optimizer": adam})
     assert list(lever_warnings(ignored)) == ["warning.batchnorm_lr_multiplier_ignored"]
     assert "'adam'" in lever_warnings(ignored)["warning.batchnorm_lr_multiplier_ignored"]
     sgd = {"name": "sgd", "batchnorm_lr_multiplier": 64}

@@ -178,7 +178,9 @@ def test_exponential_schedule_values() -> None:
 
 
 def test_build_schedule_turns_epochs_into_steps() -> None:
-    params = OptimizerParams(lr=0.1, schedule="exponential", warmup_epochs=1.0, decay_rate=0.5)
+    params = OptimizerParams(
+        lr=0.1, schedule="exponential", warmup_epochs=1.0, warmup_start_fraction=0, decay_rate=0.5
+    )
     schedule = build_schedule(params, steps_per_epoch=4, epochs=3)
     assert (schedule.warmup_steps, schedule.total_steps) == (4, 12)
     # decay_rate is per epoch: one epoch after warm-up the rate has halved.
@@ -191,7 +193,14 @@ def test_build_schedule_turns_epochs_into_steps() -> None:
 
 def test_build_optimizer_sgd_settings() -> None:
     params = OptimizerParams(
-        name="sgd", lr=0.2, momentum=0.8, nesterov=True, weight_decay=0.01, warmup_epochs=1.0
+        name="sgd",
+        lr=0.2,
+        momentum=0.8,
+        nesterov=True,
+        weight_decay=0.01,
+        warmup_epochs=1.0,
+        warmup_start_fraction=0,
+        batchnorm_lr_multiplier=1,  # plain Keras SGD (the multiplier has its own tests)
     )
     optimizer = build_optimizer(params, steps_per_epoch=4, epochs=3)
     assert type(optimizer) is keras.optimizers.SGD
@@ -214,7 +223,9 @@ def test_build_optimizer_sgd_settings() -> None:
     ],
 )
 def test_build_optimizer_classes(name, cls, weight_decay, expected_decay) -> None:
-    params = OptimizerParams(name=name, lr=0.01, momentum=0.5, weight_decay=weight_decay)
+    params = OptimizerParams(
+        name=name, lr=0.01, momentum=0.5, weight_decay=weight_decay, warmup_epochs=0
+    )
     optimizer = build_optimizer(params, steps_per_epoch=2, epochs=2)
     assert type(optimizer) is cls
     if expected_decay is None:

@@ -29,10 +29,10 @@ def test_empty_mapping_gives_the_documented_defaults() -> None:
     params = parse_params({})
     assert params == parse_params(None)
     assert params.data.source == "cifar10"
-    assert params.model.arch == "resnet_small"
-    assert params.reg.l2 == 0.0
-    assert params.optimizer.lr == pytest.approx(1e-3)
-    assert params.train.epochs == 10
+    assert params.model.arch == "fast_cnn"
+    assert params.reg.l2 == pytest.approx(0.00066)
+    assert params.optimizer.lr == pytest.approx(0.375)
+    assert params.train.epochs == 4
     assert params.validate_.min_rows == 100
     assert params.augment.copies == 0
 
@@ -153,7 +153,10 @@ def test_one_epoch_with_the_shipped_params_warms_up_for_half_of_it() -> None:
             "set optimizer.step_every to 2",
         ),
         (
-            {"optimizer": {"schedule": "step", "step_epochs": [1, 4], "warmup_epochs": 1}},
+            {
+                "optimizer": {"schedule": "step", "step_epochs": [1, 4], "warmup_epochs": 1},
+                "train": {"epochs": 10},
+            },
             "optimizer.step_epochs",
             "such as [2, 6]",
         ),
@@ -187,6 +190,27 @@ def test_non_mapping_is_refused() -> None:
 def test_shipped_params_yaml_loads() -> None:
     params = load_params(REPO_ROOT / "params.yaml")
     assert params.model.arch in ARCHITECTURE_NAMES
+
+
+def test_params_yaml_and_the_code_defaults_are_one_source() -> None:
+    """Every key is in params.yaml with the value the code uses when a key is left out."""
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    shipped = parse_params(raw).model_dump(by_alias=True)
+    defaults = parse_params({}).model_dump(by_alias=True)
+    differ = [
+        f"{section}.{key}: params.yaml {value!r}, code {defaults[section][key]!r}"
+        for section, values in shipped.items()
+        for key, value in values.items()
+        if value != defaults[section][key]
+    ]
+    assert not differ, "params.yaml and the defaults in params.py disagree: " + "; ".join(differ)
+    undocumented = [
+        f"{section}.{key}"
+        for section, values in defaults.items()
+        for key in values
+        if key not in (raw.get(section) or {})
+    ]
+    assert not undocumented, f"params.yaml does not show these keys: {undocumented}"
 
 
 def test_load_params_reports_missing_and_broken_files(tmp_path: Path) -> None:
@@ -252,11 +276,12 @@ def test_literal_names_match_the_model_registries() -> None:
 
 def test_params_are_frozen() -> None:
     params = parse_params({})
+    before = params.reg.l2
     with pytest.raises(pydantic.ValidationError):
         params.reg.l2 = 0.1  # type: ignore[misc]
     with pytest.raises(pydantic.ValidationError):
         params.train = params.train  # type: ignore[misc]
-    assert params.reg.l2 == 0.0
+    assert params.reg.l2 == before != 0.1
 
 
 @pytest.mark.parametrize("key", ["mixed_precision", "jit_compile"])

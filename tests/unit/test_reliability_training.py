@@ -40,12 +40,24 @@ from support.http import closed_port_url
 SIDE = 16
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Small enough for about a second an epoch on two cores, big enough to learn a little.
+# The fast recipe's levers are off: plain Adam, no penalty, smoothing, averaging or test views.
 PARAMS = {
     "model": {"arch": "resnet_small", "width": 4},
     "train": {"epochs": 2, "batch_size": 32, "seed": 0},
-    "optimizer": {"name": "adam", "lr": 0.003, "schedule": "constant", "warmup_epochs": 0.0},
+    "optimizer": {
+        "name": "adam",
+        "lr": 0.003,
+        "schedule": "constant",
+        "warmup_epochs": 0.0,
+        "nesterov": False,
+        "batchnorm_lr_multiplier": 1.0,
+        "lookahead_every": 0,
+    },
+    "reg": {"l2": 0.0},
+    "loss": {"label_smoothing": 0.0},
     "augment": {"online_crop_flip": True, "online_crop_pixels": 2},
     "mlflow": {"experiment_name": "reliability", "log_model": False},
+    "evaluate": {"tta": "none"},
 }
 SECRETS = {
     "MLFLOW_TRACKING_PASSWORD": "pw-5b1f0c9e-never-logged",
