@@ -1,143 +1,248 @@
-"""Train the default model on a class-folder data set under any Keras backend; report speed.
+"""Train the shipped recipe on a class-folder data set under any Keras backend; report speed.
 
-Made for accelerator machines that have JAX but no TensorFlow (KERAS_BACKEND=jax): it uses
-only imgclf's training core (model, loss, optimizer, input feeding) and prints one JSON line
-per epoch (images/s, val accuracy) and a summary with the time to reach --target accuracy.
+Made for accelerator machines that have JAX but no TensorFlow (KERAS_BACKEND=jax): it builds
+the model, whitening layer, optimizer, lookahead and input feeding exactly as the train stage
+does (imgclf.training), and scores the test split with the model the train stage would save
+(its test-time views included). Each seed first compiles on a few untimed warm-up steps (the
+compile time is reported apart), then restarts from its initial weights and optimizer state
+and trains timed; it prints one JSON line per epoch, one summary per seed and, with several
+seeds, their mean and spread.
 
-    KERAS_BACKEND=jax python bench/accelerator_train.py DATA.tar.gz --epochs 20 --target 0.94
+    KERAS_BACKEND=jax python bench/accelerator_train.py DATA.tar.gz --seeds 0 1 2 \
+        --widths 64 256 256 --batch-size 1024 --lr 1.5 --epochs 10 \
+        -S optimizer.warmup_epochs=2.3 -S model.activation=gelu --target 0.94
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import hashlib
 import json
 import math
+import statistics
 import time
 from pathlib import Path
+
+import keras  # the backend comes from KERAS_BACKEND, as for the stages
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="directory or archive of train/<class>/*")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override train.seed")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     parser.add_argument("--batch-size", type=int, default=None, help="override train.batch_size")
     parser.add_argument("--lr", type=float, default=None, help="override optimizer.lr")
-    parser.add_argument("--width", type=int, default=None, help="override model.width")
-    parser.add_argument("--precision", default="auto", help="auto | float32 | mixed_bfloat16")
+    parser.add_argument("--widths", type=int, nargs="+", default=None, help="model.widths")
+    parser.add_argument("--precision", default=None, help="override train.mixed_precision")
+    parser.add_argument(
+        "-S",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other params key, as dvc exp run -S (repeatable)",
+    )
+    parser.add_argument("--warmup-steps", type=int, default=10, help="untimed compile steps")
     parser.add_argument("--target", type=float, default=0.94, help="accuracy to time")
     parser.add_argument("--test-fraction", type=float, default=0.1)
-    parser.add_argument("--no-crop-flip", action="store_true", help="turn online crop+flip off")
     return parser.parse_args(argv)
+
+
+def _params(args: argparse.Namespace):
+    """params.yaml with the command line's overrides, validated as the stages do."""
+    import yaml
+
+    from imgclf.params import parse_params
+
+    raw = yaml.safe_load(args.params.read_text(encoding="utf-8"))
+    overrides = {
+        ("train", "epochs"): args.epochs,
+        ("train", "batch_size"): args.batch_size,
+        ("train", "mixed_precision"): args.precision,
+        ("optimizer", "lr"): args.lr,
+        ("model", "widths"): args.widths,
+    }
+    for assignment in args.set:
+        dotted, _, value = assignment.partition("=")
+        section, _, key = dotted.partition(".")
+        overrides[(section, key)] = yaml.safe_load(value)
+    for (section, key), value in overrides.items():
+        if value is not None:
+            raw.setdefault(section, {})[key] = value
+    return parse_params(raw)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
-    import keras
+    from imgclf.training import configure_accelerator
 
-    from imgclf.model.architectures import ModelSpec, build_model
+    params = _params(args)
+    setup = configure_accelerator(params.train.mixed_precision, params.train.jit_compile)
+    started = time.perf_counter()
+    data = _load(args.data, args.test_fraction, params)
+    load_seconds = time.perf_counter() - started
+    summaries = []
+    for seed in args.seeds or [params.train.seed]:
+        seeded = params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})
+        summary = {**train_once(seeded, data, args), "load_seconds": round(load_seconds, 1)}
+        summary["precision"] = setup.precision_policy
+        print(json.dumps(summary), flush=True)
+        summaries.append(summary)
+    if len(summaries) > 1:
+        print(json.dumps(_aggregate(summaries)), flush=True)
+
+
+def _aggregate(summaries: list[dict]) -> dict:
+    def spread(key: str) -> dict:
+        values = [summary[key] for summary in summaries]
+        return {
+            "mean": round(statistics.mean(values), 4),
+            "std": round(statistics.stdev(values), 4),
+        }
+
+    return {
+        "aggregate": True,
+        "seeds": [summary["seed"] for summary in summaries],
+        "test_accuracy": spread("final_test_accuracy"),
+        "train_seconds": spread("train_seconds"),
+        "compile_seconds": spread("compile_seconds"),
+    }
+
+
+def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
+    """One seed: untimed compile, reset, timed training, the saved model's test accuracy."""
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
-    from imgclf.model.regularizers import build_kernel_regularizer
-    from imgclf.params import load_params
-    from imgclf.training import channel_statistics, make_dataset, online_augmentation
-
-    params = load_params(args.params)
-    epochs = args.epochs or params.train.epochs
-    batch_size = args.batch_size or params.train.batch_size
-    optimizer_params = params.optimizer.model_copy(update={"lr": args.lr or params.optimizer.lr})
-    devices = _devices()
-    precision = args.precision
-    if precision == "auto":
-        precision = "mixed_bfloat16" if devices["accelerator"] != "cpu" else "float32"
-    keras.mixed_precision.set_global_policy(precision)
-
-    started = time.perf_counter()
-    train_x, train_y, test_x, test_y, class_names = _load(args.data, args.test_fraction, params)
-    load_seconds = time.perf_counter() - started
-
-    keras.utils.set_random_seed(params.train.seed)
-    mean, std = channel_statistics(train_x)
-    spec = ModelSpec(
-        image_shape=train_x.shape[1:],
-        num_classes=len(class_names),
-        channel_mean=mean,
-        channel_std=std,
-        width=args.width or params.model.width,
-        dropout=params.reg.dropout,
-        kernel_regularizer=build_kernel_regularizer(params.reg.l1, params.reg.l2),
+    from imgclf.model.tta import with_test_time_augmentation
+    from imgclf.training import (
+        accuracy_of,
+        build_classifier,
+        compile_model,
+        learn_whitening,
+        make_dataset,
+        make_reproducible,
+        online_augmentation,
     )
-    model = build_model(params.model.arch, spec)
-    steps = math.ceil(len(train_x) / batch_size)
-    model.compile(
-        optimizer=build_optimizer(optimizer_params, steps, epochs),
+
+    train_x, train_y, test_x, test_y, class_names = data
+    settings, classes = params.train, len(class_names)
+    make_reproducible(settings.seed, False)
+    tick = time.perf_counter()
+    whitening = learn_whitening(params.model, train_x, settings.seed)
+    whitening_seconds = time.perf_counter() - tick
+    model = build_classifier(
+        params.model, params.reg, train_x.shape[1:], classes, train_x, whitening
+    )
+    steps = math.ceil(len(train_x) / settings.batch_size)
+    compile_model(
+        model,
         loss=build_loss(params.loss),
-        metrics=["accuracy"],
+        optimizer=build_optimizer(params.optimizer, steps, settings.epochs),
+        jit_compile=settings.jit_compile,
     )
-    online = online_augmentation(params.augment)
-    if args.no_crop_flip:
-        online = dataclasses.replace(online, crop_pixels=None)
-    crop_flip = online.crop_pixels
-    train = make_dataset(
-        train_x, train_y, len(class_names), batch_size, shuffle_seed=0, online=online
-    )
-    test = make_dataset(test_x, test_y, len(class_names), 1024, shuffle_seed=None)
-    clock, reached = 0.0, None
-    for epoch in range(1, epochs + 1):
-        tick = time.perf_counter()
-        model.fit(train, epochs=epoch, initial_epoch=epoch - 1, verbose=0)
-        seconds = time.perf_counter() - tick
-        clock += seconds
-        accuracy = float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
-        if reached is None and accuracy >= args.target:
-            reached = clock
-        print(
-            json.dumps(
-                {
-                    "epoch": epoch,
-                    "seconds": round(seconds, 2),
-                    "images_per_second": round(len(train_x) / seconds),
-                    "test_accuracy": round(accuracy, 4),
-                }
-            ),
-            flush=True,
+
+    def batches():
+        online = online_augmentation(params.augment)
+        return make_dataset(
+            train_x,
+            train_y,
+            classes,
+            settings.batch_size,
+            shuffle_seed=settings.seed,
+            online=online,
         )
-    print(
-        json.dumps(
-            {
-                "summary": True,
-                "backend": keras.backend.backend(),
-                **devices,
-                "precision": precision,
-                "arch": params.model.arch,
-                "width": spec.width,
-                "online_crop_flip": crop_flip is not None,
-                "batch_size": batch_size,
-                "epochs": epochs,
-                "train_images": len(train_x),
-                "test_images": len(test_x),
-                "load_seconds": round(load_seconds, 1),
-                "train_seconds": round(clock, 1),
-                "final_test_accuracy": round(accuracy, 4),
-                "target": args.target,
-                "seconds_to_target": None if reached is None else round(reached, 1),
-                "parameters": int(model.count_params()),
-                "first_epoch_note": "epoch 1 includes compilation",
-            }
-        ),
-        flush=True,
+
+    compile_seconds = _compile_untimed(model, batches(), args.warmup_steps)
+    clock = EpochClock(len(train_x), test_x, test_y, args.target)
+    model.fit(
+        batches(), epochs=settings.epochs, verbose=0, callbacks=[*_lookahead(params, steps), clock]
     )
+    plain = keras.Model(model.inputs, model.outputs)
+    serving = with_test_time_augmentation(plain, params.evaluate.tta)
+    accuracy = accuracy_of(serving, test_x, test_y, 1024)
+    train_seconds = clock.seconds + whitening_seconds
+    return {
+        "summary": True,
+        "seed": settings.seed,
+        "backend": keras.backend.backend(),
+        **_devices(),
+        "arch": params.model.arch,
+        "widths": list(params.model.widths),
+        "batch_size": settings.batch_size,
+        "epochs": settings.epochs,
+        "tta": params.evaluate.tta,
+        "train_images": len(train_x),
+        "test_images": len(test_x),
+        "compile_seconds": round(compile_seconds, 1),
+        "whitening_seconds": round(whitening_seconds, 2),
+        "train_seconds": round(train_seconds, 1),
+        "final_test_accuracy": round(accuracy, 4),
+        "test_accuracy_without_tta": clock.accuracies[-1],
+        "target": args.target,
+        "seconds_to_target": None if clock.reached is None else round(clock.reached, 1),
+        "parameters": int(model.count_params()),
+    }
 
 
-def _load(data: Path, test_fraction: float, params) -> tuple:
+def _lookahead(params, steps_per_epoch: int) -> list:
+    from imgclf.stages.train import _lookahead as stage_lookahead
+
+    return stage_lookahead(params, steps_per_epoch)
+
+
+def _compile_untimed(model, batches, steps: int) -> float:
+    """Compile on `steps` steps, then put the weights and optimizer state back as they were."""
+    weights = model.get_weights()
+    started = time.perf_counter()
+    model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
+    seconds = time.perf_counter() - started
+    model.set_weights(weights)
+    for variable in model.optimizer.variables:
+        variable.assign(keras.ops.zeros_like(variable))
+    return seconds
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Each epoch's training wall time (the test evaluation after it excluded), test accuracy."""
+
+    def __init__(self, train_images: int, test_x, test_y, target: float) -> None:
+        super().__init__()
+        self.train_images, self.test, self.target = train_images, (test_x, test_y), target
+        self.seconds, self.reached, self.accuracies = 0.0, None, []
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        from imgclf.training import accuracy_of
+
+        seconds = time.perf_counter() - self._started
+        self.seconds += seconds
+        accuracy = round(accuracy_of(self.model, *self.test, 1024), 4)
+        self.accuracies.append(accuracy)
+        if self.reached is None and accuracy >= self.target:
+            self.reached = self.seconds
+        row = {
+            "epoch": epoch + 1,
+            "seconds": round(seconds, 2),
+            "images_per_second": round(self.train_images / seconds),
+            "test_accuracy_without_tta": accuracy,
+        }
+        print(json.dumps(row), flush=True)
+
+
+def _load(data: Path, test_fraction: float, params, cache_dir: Path = Path("/tmp")) -> tuple:
     """Decode the class folders once per machine; later runs reuse the arrays in /tmp."""
     import numpy as np
 
     from imgclf.data.folder import read_image_folder, stage_folder_source
     from imgclf.data.splits import stratified_split
 
-    cache = Path("/tmp/imgclf-bench-arrays.npz")
+    key = hashlib.md5(f"{data.resolve()}:{test_fraction}".encode()).hexdigest()[:12]
+    cache = cache_dir / f"imgclf-bench-arrays-{key}.npz"  # one per data set and split
     if cache.exists():
         with np.load(cache) as saved:
             return (
@@ -168,8 +273,6 @@ def _load(data: Path, test_fraction: float, params) -> tuple:
 
 
 def _devices() -> dict[str, str]:
-    import keras
-
     if keras.backend.backend() == "jax":
         import jax
 

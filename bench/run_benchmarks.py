@@ -509,14 +509,17 @@ def _accelerator_section(folder: Path) -> list[str]:
     lines = [
         "## GPU (Keras 3 JAX backend)",
         "",
-        "From `KERAS_BACKEND=jax python bench/accelerator_train.py DATA --epochs N ...` on a",
-        "lent accelerator machine (raw lines in docs/device/; the file name says whether online",
-        "crop+flip was on). Epoch 1 includes XLA compilation; images/s is the median of the",
-        "later epochs. Test split: a stratified 10% of the 50,000 CIFAR-10 training images.",
+        "From `KERAS_BACKEND=jax python bench/accelerator_train.py DATA --seeds ... ` on a lent",
+        "accelerator machine (raw lines in docs/device/). Rows with one width are the earlier",
+        "resnet_small runs (the file names say whether online crop+flip was on), whose epoch 1",
+        "includes XLA compilation; rows with widths are fast_cnn",
+        "runs, compiled on untimed warm-up steps first (compile s) and scored with the saved",
+        "model's test-time views. images/s is the median of the later epochs. Test split: a",
+        "stratified 10% of the 50,000 CIFAR-10 training images.",
         "",
-        "| file | device | precision | width | batch | epochs | train s | test accuracy "
-        "| images/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| file | device | precision | width(s) | batch | epochs | compile s | train s "
+        "| test accuracy | images/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, summary in summaries:
         epochs = [
@@ -527,9 +530,11 @@ def _accelerator_section(folder: Path) -> list[str]:
         # Files holding several runs keep only their summaries: no per-epoch speed there.
         speeds = [row["images_per_second"] for row in epochs[1:]]
         speed = f"{statistics.median(speeds):.0f}" if speeds else "—"
+        widths = summary.get("widths", summary.get("width"))
         lines.append(
-            f"| {name} | {summary['device_name']} | {summary['precision']} | {summary['width']} "
-            f"| {summary['batch_size']} | {summary['epochs']} | {summary['train_seconds']} "
+            f"| {name} | {summary['device_name']} | {summary['precision']} | {widths} "
+            f"| {summary['batch_size']} | {summary['epochs']} "
+            f"| {summary.get('compile_seconds', '—')} | {summary['train_seconds']} "
             f"| {summary['final_test_accuracy']} | {speed} |"
         )
     return [*lines, ""]
