@@ -424,8 +424,23 @@ def write_report(
             f"{row} ({100 * _gain(rows[row], baseline):+.2f} points)" for row in ranked[:3]
         )
         lines.append(f"- Three best single changes by mean gain: {best}.")
-    lines.append(f"- Helped beyond the seed spread: {', '.join(helped) or 'none'}.")
-    lines.append(f"- Did not help (no clear effect or hurt): {', '.join(not_helped) or 'none'}.")
+    if study is LEVERS:
+        lines.append(f"- Helped beyond the seed spread: {', '.join(helped) or 'none'}.")
+        lines.append(
+            f"- Did not help (no clear effect or hurt): {', '.join(not_helped) or 'none'}."
+        )
+        lines.append(
+            "- The shipped fast recipe, one lever removed at a time: [ablation.md](ablation.md)."
+        )
+    else:  # an ablation: a row that hurts is a lever that earns its place
+        hurt = [row for row in ranked if _verdict(rows[row], baseline) == "hurt"]
+        unclear = [row for row in ranked if row not in hurt and row not in helped]
+        lines += [
+            "- Levers that earn their place (their removal or plain replacement cost more than "
+            f"the seed spread): {', '.join(reversed(hurt)) or 'none'}.",
+            f"- No clear effect at this budget: {', '.join(unclear) or 'none'}.",
+            f"- Better without (the replacement helped): {', '.join(helped) or 'none'}.",
+        ]
     missing = [row for row in study.rows if len(rows[row]) < len(seeds)]
     if missing:
         lines.append(f"- Missing seeds (failed or not run): {', '.join(missing)}.")
