@@ -33,6 +33,7 @@ class StudyRun:
     """One `imgclf tune` session's share of a study: what every trial it runs needs."""
 
     study: Any
+    storage: Any  # the study's Optuna storage, already open
     settings: TuneParams
     study_name: str
     storage_url: str
@@ -63,7 +64,28 @@ class StudyRun:
                 self.study.tell(trial, state=_states().FAIL)
                 return self._stop_for_budget()
             self.ran_here.append(trial.number)
-            return trial
+            return self._seeded(trial.number)
+
+    def _seeded(self, number: int) -> Any:
+        """Trial `number`, drawing from a sampler seeded by tune.seed + number.
+
+        Workers on several machines share tune.seed: one seeded sampler each would propose the
+        same values to each worker's first trial. Seeding by trial number keeps a study
+        reproducible and its trials distinct.
+        """
+        import optuna
+
+        storage = self.storage
+        study = optuna.load_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=optuna.samplers.TPESampler(seed=self.settings.seed + number),
+            pruner=self.study.pruner,
+        )
+        study_id = storage.get_study_id_from_name(self.study_name)
+        return optuna.trial.Trial(
+            study, storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        )
 
     def _stop(self) -> None:
         self._stopped = True

@@ -73,8 +73,9 @@ def _tune(args: argparse.Namespace, params: Params) -> int:
     )
     with tune_session.study_run(study, created, experiment_id, settings) as ids:
         session = tune_runner.StudyRun(
-            study, settings, study_name, url, project_root, args.metrics, dict(os.environ), ids
-        )
+            study, storage, settings, study_name, url, project_root, args.metrics,
+            dict(os.environ), ids,
+        )  # fmt: skip
         session.workers = args.workers
         session.deadline = time.monotonic() + settings.timeout_minutes * 60
         tune_runner.run_all(session)
