@@ -9,6 +9,7 @@ trial and stops when the pruner says so.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -112,7 +113,6 @@ def open_storage(url: str) -> Any:
     Waits are bounded: SQLite waits out a parallel trial's write, a database server that does
     not answer fails in seconds instead of hanging the study.
     """
-    import optuna
     import sqlalchemy
 
     from imgclf.server import masked
@@ -124,9 +124,13 @@ def open_storage(url: str) -> Any:
             f"the study storage is not a database URL ({error}); give one such as "
             "postgresql://USER:PASSWORD@HOST:5432/optuna, or leave tune.storage null"
         ) from error
-    connect_args = {"timeout": 30} if backend == "sqlite" else {"connect_timeout": 10}
+    connect_args = {
+        "sqlite": {"timeout": 30},
+        "postgresql": {"connect_timeout": 10},
+        "mysql": {"connect_timeout": 10},
+    }.get(backend, {})
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args})
+        return _create_storage(url, connect_args)
     except ImportError as error:
         raise PruningError(
             f"storage {masked(url)}: no driver for {backend} ({error}); install it "
@@ -139,6 +143,24 @@ def open_storage(url: str) -> Any:
             "are right (scripts/postgres-dev.sh starts a throw-away PostgreSQL), or leave "
             "--storage and tune.storage unset to keep the study in mlruns/optuna.db"
         ) from error
+
+
+def _create_storage(url: str, connect_args: dict[str, Any], attempts: int = 3) -> Any:
+    """Optuna's RDBStorage at url, retrying a lost race to create a fresh database's tables.
+
+    Workers that start at once on an empty database all create its tables; the losers see a
+    duplicate table or type, and by then the tables exist.
+    """
+    import optuna
+    import sqlalchemy
+
+    options = {"engine_kwargs": {"connect_args": connect_args}}
+    for attempt in range(1, attempts):
+        try:
+            return optuna.storages.RDBStorage(url, **options)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(2.0 * attempt)
+    return optuna.storages.RDBStorage(url, **options)
 
 
 def _first_line(error: BaseException) -> str:
