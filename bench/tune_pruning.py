@@ -206,6 +206,23 @@ def _trial_table(study: dict) -> list[str]:
     return lines
 
 
+def _sameness(full: dict, pruned: dict) -> str:
+    """Whether both studies tried the same settings, trial by trial (measured, not assumed)."""
+    same = [
+        a["values"] == b["values"] for a, b in zip(full["trials"], pruned["trials"], strict=True)
+    ]
+    if all(same):
+        return (
+            "Both studies proposed the same settings, trial by trial (Optuna's TPE draws its "
+            "first 10 trials at random, each from `tune.seed` plus the trial number), so the "
+            "pruned study differs only in stopping the trials that lag."
+        )
+    return (
+        f"The studies proposed the same settings in {sum(same)} of {len(same)} trials; the "
+        "others differ because the sampler had seen different (pruned) results."
+    )
+
+
 def write_report(measured: dict, out: Path) -> None:
     full, pruned, defaults = measured["full"], measured["pruned"], measured["defaults"]
     ratio = pruned["train_seconds"] / full["train_seconds"]
@@ -228,10 +245,8 @@ def write_report(measured: dict, out: Path) -> None:
         "with the four searched keys below changed; the score is `best_val_accuracy` (val, "
         "never test). "
         f"Both studies: the same space, `tune.seed: {measured['seed']}`, {measured['trials']} "
-        "trials, one worker, DVC's run cache emptied first so every trial trains. With "
-        f"{measured['trials']} trials Optuna's TPE is still in its 10 random start-up trials, "
-        "so both studies propose the same settings: the pruned study differs only in stopping "
-        "the trials that lag.",
+        "trials, one worker, DVC's run cache emptied first so every trial trains. "
+        + _sameness(full, pruned),
         "",
         f"Pruner: `tune.pruner: {pruner['pruner']}`, `pruner_warmup_epochs: "
         f"{pruner['pruner_warmup_epochs']}`, `pruner_reduction_factor: "
@@ -253,6 +268,7 @@ def write_report(measured: dict, out: Path) -> None:
             f"{study['wall_seconds']:.0f} |"
         )
     noise_text = ", ".join(f"{value:.4f}" for value in seeds_best)
+    other_seeds = ", ".join(str(seed) for seed in measured["noise_seeds"])
     lines += [
         "",
         f"- Summed training seconds (train.json `train_seconds`, the wall time of `fit` plus the "
@@ -260,7 +276,7 @@ def write_report(measured: dict, out: Path) -> None:
         f"{'met' if ratio <= 0.5 else 'not met'}).",
         f"- Best val accuracy: full {full['best_val_accuracy']:.4f}, pruned "
         f"{pruned['best_val_accuracy']:.4f} (difference {gap:+.4f}). Seed noise: the full "
-        f"study's best setting trained with `train.seed` 0 and {measured['noise_seeds']} scores "
+        f"study's best setting trained with `train.seed` 0, {other_seeds} scores "
         f"{noise_text} (spread {spread:.4f}); the difference is "
         f"{'within' if within else 'outside'} that spread.",
         f"- Wall time of the whole benchmark (baseline, both studies, seed runs): "
