@@ -18,7 +18,7 @@ COMMANDS = {
     "train": "train the configured model; record the run, model and plots in MLflow",
     "evaluate": "score the model on the test split: metrics, confusion, reliability, figures",
     "promote": "gate the run's model against the registry's champion (run by CI)",
-    "tune": "search params with Optuna, one DVC experiment per trial",
+    "tune": "search params with Optuna, one DVC experiment per trial (--report: what mattered)",
     "predict": "classify image files, folders or archives with a model or a registry alias",
     "server": "start the team's MLflow tracking server on PostgreSQL",
 }

@@ -430,7 +430,12 @@ class TuneDimension(_Section):
 
 
 class TuneParams(_Section):
-    trials: int = Field(20, ge=1, le=10_000, description="Most trials (experiments) to run.")
+    trials: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="The study's budget: trials in total, over every session and worker.",
+    )
     timeout_minutes: float = Field(
         120.0, gt=0, description="Wall-time budget: no trial starts after it is spent."
     )
@@ -439,6 +444,26 @@ class TuneParams(_Section):
         description="Val metric from train.json to maximise (the test split steers no choice).",
     )
     seed: int = Field(0, ge=0, description="Seed of the Optuna sampler.")
+    pruner: Literal["none", "median", "successive_halving", "hyperband"] = Field(
+        "none", description="Optuna pruner that stops bad trials early (none: every trial ends)."
+    )
+    pruner_warmup_epochs: int = Field(
+        1,
+        ge=1,
+        description="Epochs every trial trains before it may be pruned "
+        "(median: n_warmup_steps; successive_halving, hyperband: min_resource).",
+    )
+    pruner_startup_trials: int = Field(
+        2, ge=0, description="median: trials that end before any is pruned (n_startup_trials)."
+    )
+    pruner_reduction_factor: int = Field(
+        3, ge=2, description="successive_halving, hyperband: 1 in this many trials goes on."
+    )
+    storage: str | None = Field(
+        None,
+        description="Optuna RDB URL of the study (postgresql://...) to share it across "
+        "machines; null: mlruns/optuna.db in the checkout.",
+    )
     space: dict[str, TuneDimension] = Field(
         default_factory=lambda: {key: TuneDimension(**value) for key, value in TUNE_SPACE.items()},
         description="Dotted params key (optimizer.lr) -> its range or choices.",

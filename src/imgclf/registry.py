@@ -112,6 +112,18 @@ def check_metrics(metrics: Mapping[str, Any]) -> Check:
     return Check("metrics", True, f"{', '.join(REQUIRED_METRICS)} present and finite")
 
 
+def check_training_complete(pruned_at_epoch: str | None) -> Check:
+    """A tuning trial that its pruner stopped early is never a candidate."""
+    if pruned_at_epoch is None:
+        return Check("complete_training", True, "trained every epoch (not a pruned trial)")
+    return Check(
+        "complete_training",
+        False,
+        f"a pruned tuning trial (stopped after epoch {pruned_at_epoch}) is never a candidate; "
+        "promote a full run, such as the study's best trial (`imgclf tune --report STUDY`)",
+    )
+
+
 def _paired_checks(
     candidate: np.ndarray, champion: np.ndarray, *, min_gain: float, alpha: float
 ) -> tuple[list[Check], float, float]:
@@ -147,11 +159,13 @@ def decide(
     alpha: float,
     candidate_correct: np.ndarray | None,
     champion_correct: np.ndarray | None,
+    pruned_at_epoch: str | None = None,
 ) -> Decision:
     """Fail-closed gate: every check must pass, and anything missing or unusable fails.
 
     candidate_correct and champion_correct mark, per test image, whether each model was right;
     champion_correct is None when there is no champion yet, and the thresholds alone decide.
+    pruned_at_epoch is set when the run is a tuning trial its pruner stopped early.
     """
     checks = [
         Check(
@@ -162,6 +176,7 @@ def decide(
             else "data validation failed or its result is unknown",
         ),
         check_metrics(metrics),
+        check_training_complete(pruned_at_epoch),
     ]
     accuracy = _finite_number(metrics.get("accuracy"))
     checks.append(

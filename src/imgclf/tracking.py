@@ -519,13 +519,16 @@ def log_training_outputs(
     datasets: Mapping[str, tuple[Path, Any, Any]],
     model: tuple[keras.Model, Path, Sequence[str]] | None,
     example_images: Any,
+    tags: Mapping[str, str] | None = None,
 ) -> None:
     """Log the end-of-training metrics, files, validation report, data sets and the model.
 
     model is (the saved model, its .keras path, the class names), or None to log no model.
+    tags are what only the end of training knows (such as whether a tuning trial was pruned).
     """
     import mlflow
 
+    mlflow.set_tags(dict(tags or {}))
     mlflow.log_metrics(dict(metrics))
     log_artifacts(files)
     log_artifacts([validation_report], artifact_path="validation")

@@ -105,6 +105,14 @@ def test_accuracy_exactly_at_the_threshold_passes():
     assert not _decide(min_accuracy=0.8001).promote
 
 
+def test_a_pruned_tuning_trial_is_never_a_candidate():
+    decision = _decide(pruned_at_epoch="2")
+    assert not decision.promote
+    assert _failed(decision) == {"complete_training"}
+    assert "stopped after epoch 2" in decision.table()
+    assert "complete_training" not in _failed(_decide(pruned_at_epoch=None))
+
+
 def test_failed_validation_rejects_even_a_perfect_model():
     decision = _decide(validation_passed=False)
     assert not decision.promote

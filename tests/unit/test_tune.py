@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 from pathlib import Path
 
@@ -230,3 +231,86 @@ def test_bad_options_and_an_empty_space_stop_before_any_trial(outside_dvc: Path,
     assert tune_stage.main([]) == 2
     assert "tune.space in params.yaml is empty" in capsys.readouterr().err
     assert not (outside_dvc / "mlruns").exists()
+
+
+def test_workers_and_storage_are_checked_before_any_trial(outside_dvc: Path, capsys) -> None:
+    from support.mlflow_server import free_port
+
+    _write_params(outside_dvc)
+    with pytest.raises(SystemExit):
+        tune_stage.main(["--workers", "0"])
+    assert (
+        "--workers: must be above 0, got 0 (1 runs the trials one after" in capsys.readouterr().err
+    )
+    url = f"postgresql://tuner:pw@127.0.0.1:{free_port()}/optuna"
+    assert tune_stage.main(["--storage", url, "--study", "far"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open the study storage postgresql://tuner:***@127.0.0.1" in err
+    assert not (outside_dvc / "mlruns").exists()  # no MLflow run, no trial
+
+
+def _finished_study(folder: Path, name: str, accuracies: list[float]) -> None:
+    """A study whose trials ended (one pruned), as `imgclf tune` records them."""
+    (folder / "mlruns").mkdir(exist_ok=True)
+    study = optuna.create_study(
+        study_name=name,
+        storage=f"sqlite:///{folder / 'mlruns' / 'optuna.db'}",
+        direction="maximize",
+    )
+    for index, accuracy in enumerate(accuracies):
+        trial = study.ask()
+        values = {"reg.l2": trial.suggest_float("reg.l2", 0, 1e-3), "optimizer.name": "adam"}
+        trial.suggest_categorical("optimizer.name", ["adam", "sgd"])
+        trial.set_user_attr("values", values)
+        trial.report(accuracy, 1)
+        if index == len(accuracies) - 1:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, accuracy)
+
+
+def test_report_prints_importances_and_the_best_line(outside_dvc: Path, capsys) -> None:
+    _write_params(outside_dvc)
+    _finished_study(outside_dvc, "done", [0.6, 0.8, 0.7, 0.1])
+    assert tune_stage.main(["--report", "done"]) == 0
+    out = capsys.readouterr().out
+    assert "study 'done': 4 trials (3 complete, 1 pruned)" in out
+    assert re.search(r"^reg\.l2\s+\d\.\d{3}$", out, re.M)
+    assert re.search(r"^optimizer\.name\s+\d\.\d{3}$", out, re.M)
+    best = optuna.load_study(
+        study_name="done", storage=f"sqlite:///{outside_dvc / 'mlruns' / 'optuna.db'}"
+    ).trials[1]
+    assert "best: trial 1 (tune-done-1), best_val_accuracy 0.8000" in out
+    assert out.strip().splitlines()[-1] == tune.reproduce_command(best.user_attrs["values"])
+    assert tune_stage.main(["--report", "other"]) == 2
+    assert "no study 'other' in sqlite:///" in capsys.readouterr().err
+
+
+def test_a_study_that_holds_its_budget_runs_nothing_and_keeps_one_mlflow_run(
+    outside_dvc: Path, capsys
+) -> None:
+    import mlflow
+
+    _write_params(outside_dvc)
+    _finished_study(outside_dvc, "full", [0.6, 0.8, 0.1])
+    for _ in range(2):  # two sessions of one study: no trial starts, one MLflow run for both
+        assert tune_stage.main(["--trials", "3", "--study", "full"]) == 0
+        out = capsys.readouterr().out
+        assert "the study holds its 3 trials; stopping" in out
+        assert "2 of 3 trials finished, 1 pruned; 0 ran here, 3 on other workers" in out
+    mlflow.set_tracking_uri(f"sqlite:///{outside_dvc / 'mlruns' / 'mlflow.db'}")
+    (parent,) = mlflow.search_runs(experiment_names=["imgclf"], output_format="list")
+    assert parent.info.run_name == "tune-full" and parent.data.tags["tune.best_trial"] == "1"
+    client = mlflow.MlflowClient()
+    logged = {item.path for item in client.list_artifacts(parent.info.run_id, "tune")}
+    assert logged == {
+        "tune/trials.json",
+        "tune/importances.json",
+        "tune/optimization_history.png",
+        "tune/param_importances.png",
+    }
+    stored = optuna.load_study(
+        study_name="full", storage=f"sqlite:///{outside_dvc / 'mlruns' / 'optuna.db'}"
+    )
+    assert stored.user_attrs["mlflow_run_id"] == parent.info.run_id
+    assert len(stored.trials) == 3

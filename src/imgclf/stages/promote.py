@@ -89,6 +89,7 @@ def _promote(args: argparse.Namespace, params: Params) -> int:
         champion_correct=None
         if old_champion is None
         else _score_champion(client, name, old_champion, test, len(class_names), batch_size),
+        pruned_at_epoch=run_tags.get("tune.pruned_at_epoch"),
     )
     print(decision.table())
 

@@ -79,6 +79,8 @@ def _train(args: argparse.Namespace, params: Params) -> None:
             params.mlflow.experiment_name,
             tracking.default_artifact_location(os.environ, project_root),
         )
+    # A tuning trial's study is checked before any data is read, like the store.
+    pruning = _pruning(params.train.epochs) if role is None or role.is_chief else None
     wait_seconds = distribution.wait_seconds(os.environ) if role else 0.0
     dist = distribution.start(params.train.distribution, role, wait_seconds)
 
@@ -180,17 +182,20 @@ def _train(args: argparse.Namespace, params: Params) -> None:
             )
             with distribution.reporting_lost_workers(dist):
                 result = fit(
-                    callbacks=[*averaging, logger],
+                    callbacks=[*averaging, logger, *([pruning] if pruning else [])],
                     resume=resume,
                     backup=backup,
                     history_path=args.history,
                 )
-            if result.diverged(settings.epochs):
+            pruned = pruning is not None and pruning.pruned
+            if result.diverged(len(result.history) if pruned else settings.epochs):
                 backup.clear()  # the same params would diverge again: nothing to resume
                 raise ImgclfError(DIVERGED)
             serving = training.save_serving_model(model, args.model, params.evaluate.tta)
             write_csv(args.history, result.history)
             metrics = result.summary(model, len(train_images), run_id)
+            if pruning is not None:  # a tuning trial: the experiment says whether it was cut
+                metrics.update(pruned=pruned, pruned_at_epoch=pruning.pruned_at_epoch)
             # The saved model's own score on val: with evaluate.tta it averages its views, which
             # the per-epoch val_accuracy (the plain network) does not see.
             metrics["serving_val_accuracy"] = training.accuracy_of(
@@ -210,6 +215,7 @@ def _train(args: argparse.Namespace, params: Params) -> None:
                     },
                     (serving, args.model, class_names) if params.mlflow.log_model else None,
                     val_images[:4],
+                    pruning.tags() if pruning else None,
                 ),
                 retry_seconds,
                 args.model,
@@ -219,6 +225,18 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         f"train: best val accuracy {metrics['best_val_accuracy']:.4f} in "
         f"{metrics['train_seconds']:.1f} s; MLflow run {run_id}"
     )
+
+
+def _pruning(epochs: int):
+    """The pruning callback of the tuning trial that started this run (imgclf tune); else None."""
+    from imgclf import pruning
+    from imgclf.pruning_callback import PruningCallback
+
+    link = os.environ.get(pruning.TRIAL_VARIABLE)
+    if not link:
+        return None
+    trial_link = pruning.TrialLink.from_json(link)
+    return PruningCallback(pruning.open_trial(trial_link), trial_link.metric, epochs)
 
 
 def _lookahead(params: Params, steps_per_epoch: int) -> list:
