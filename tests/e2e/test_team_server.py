@@ -10,10 +10,7 @@ from PostgreSQL. Skipped, with the reason, where PostgreSQL's server programs ar
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,11 +20,11 @@ import pytest
 from mlflow import MlflowClient
 
 from support.mlflow_server import RunningServer, free_port, serve
-from support.project import REPO_ROOT, TINY_PARAMS, make_project, pipeline_env, run
+from support.postgres import throwaway_postgres
+from support.project import TINY_PARAMS, make_project, pipeline_env, run
 
 pytestmark = pytest.mark.slow
 
-POSTGRES_DEV = REPO_ROOT / "scripts" / "postgres-dev.sh"
 ADMIN_PASSWORD = "team-server-test-pw"  # MLflow wants at least 12 characters
 MODEL_NAME = "imgclf-team-server"
 # The decision is tested in test_promote.py; here any first model becomes the champion.
@@ -41,26 +38,8 @@ PARAMS = {
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A throw-away PostgreSQL cluster on a free loopback port; yields the store's URI."""
-    found = subprocess.run([str(POSTGRES_DEV), "bindir"], capture_output=True, text=True)
-    if found.returncode != 0:
-        pytest.skip(
-            "PostgreSQL server programs (initdb, pg_ctl) are not on PATH or in "
-            "/usr/lib/postgresql/*/bin; `apt-get install postgresql` (as .ci/run does) runs this"
-        )
-    # Under /tmp, not pytest's private tmp folder: as root, the cluster's owner must reach it.
-    folder = Path(tempfile.mkdtemp(prefix="imgclf-pg-"))
-    try:
-        started = subprocess.run(
-            [str(POSTGRES_DEV), "start", str(folder), str(free_port()), "mlflow", "mlflow_auth"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert started.returncode == 0, started.stderr
-        yield started.stdout.strip().splitlines()[-1]
-    finally:
-        subprocess.run([str(POSTGRES_DEV), "stop", str(folder)], capture_output=True, timeout=60)
-        shutil.rmtree(folder, ignore_errors=True)
+    with throwaway_postgres("mlflow", "mlflow_auth") as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,12 @@ def start_queue(project: Path, jobs: int = 1) -> None:
     )
 
 
-def wait_for_queue(project: Path, timeout_seconds: float = 480) -> str:
+# The bound is CI's own limit (90 min for the whole suite), not a guess at a queue's speed: on
+# a slow day the two-worker grid alone needed ~390 s of a fixed 480 s deadline and ran out.
+QUEUE_DEADLINE_SECONDS = 1800
+
+
+def wait_for_queue(project: Path, timeout_seconds: float = QUEUE_DEADLINE_SECONDS) -> str:
     """Poll `dvc queue status` until nothing is queued or running; return the last status."""
     deadline = time.monotonic() + timeout_seconds
     while True:
