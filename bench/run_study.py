@@ -433,13 +433,16 @@ def write_report(
             "- The shipped fast recipe, one lever removed at a time: [ablation.md](ablation.md)."
         )
     else:  # an ablation: a row that hurts is a lever that earns its place
-        hurt = [row for row in ranked if _verdict(rows[row], baseline) == "hurt"]
-        unclear = [row for row in ranked if row not in hurt and row not in helped]
+        verdicts = {row: _verdict(rows[row], baseline) for row in ranked}
+        hurt = [row for row in ranked if verdicts[row] == "hurt"]
+        unclear = [row for row in ranked if verdicts[row] == "no clear effect"]
+        few = [row for row in ranked if verdicts[row] == "not enough seeds"]
         lines += [
-            "- Levers that earn their place (their removal or plain replacement cost more than "
-            f"the seed spread): {', '.join(reversed(hurt)) or 'none'}.",
+            "- The default's lever earns its place against these rows (removing or replacing "
+            f"it cost more than the seed spread): {', '.join(reversed(hurt)) or 'none'}.",
             f"- No clear effect at this budget: {', '.join(unclear) or 'none'}.",
             f"- Better without (the replacement helped): {', '.join(helped) or 'none'}.",
+            f"- Too few seeds to say: {', '.join(few) or 'none'}.",
         ]
     missing = [row for row in study.rows if len(rows[row]) < len(seeds)]
     if missing:

@@ -113,6 +113,7 @@ def test_the_fast_ablation_ranks_by_validation_and_shows_test_beside(tmp_path: P
     assert "validation accuracy" in text and "--study fast" in text
     assert "Missing seeds (failed or not run):" in text and "gelu" in text
     # In an ablation a row that hurts is a lever that earns its place.
-    assert "- Levers that earn their place (their removal" in text
+    assert "- The default's lever earns its place against these rows" in text
     assert "the seed spread): no-tta." in text
+    assert "- Too few seeds to say: gelu." in text
     assert "- Better without (the replacement helped): none." in text
