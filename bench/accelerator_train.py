@@ -113,6 +113,7 @@ def _aggregate(summaries: list[dict]) -> dict:
 
 def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
     """One seed: untimed compile, reset, timed training, the saved model's test accuracy."""
+    from imgclf.lookahead import callbacks_for
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
     from imgclf.model.tta import with_test_time_augmentation
@@ -157,7 +158,10 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
     compile_seconds = _compile_untimed(model, batches(), args.warmup_steps)
     clock = EpochClock(len(train_x), test_x, test_y, args.target)
     model.fit(
-        batches(), epochs=settings.epochs, verbose=0, callbacks=[*_lookahead(params, steps), clock]
+        batches(),
+        epochs=settings.epochs,
+        verbose=0,
+        callbacks=[*callbacks_for(params.optimizer, steps, settings.epochs), clock],
     )
     plain = keras.Model(model.inputs, model.outputs)
     serving = with_test_time_augmentation(plain, params.evaluate.tta)
@@ -184,12 +188,6 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
         "seconds_to_target": None if clock.reached is None else round(clock.reached, 1),
         "parameters": int(model.count_params()),
     }
-
-
-def _lookahead(params, steps_per_epoch: int) -> list:
-    from imgclf.stages.train import _lookahead as stage_lookahead
-
-    return stage_lookahead(params, steps_per_epoch)
 
 
 def _compile_untimed(model, batches, steps: int) -> float:

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
+
+if TYPE_CHECKING:
+    from imgclf.params import OptimizerParams
+
+
+def callbacks_for(optimizer: OptimizerParams, steps_per_epoch: int, epochs: int) -> list:
+    """The weight-averaging callback when optimizer.lookahead_every is on; else none."""
+    if optimizer.lookahead_every == 0:
+        return []
+    total = steps_per_epoch * epochs
+    return [Lookahead(optimizer.lookahead_every, optimizer.lookahead_decay, total)]
 
 
 def lookahead_decay(step: int, total_steps: int, final_decay: float) -> float:

@@ -107,7 +107,7 @@ def test_stage_declares_every_module_it_imports(stage):
     )
 
 
-def test_closure_follows_imports_inside_functions_and_package_imports(tmp_path):
+def test_closure_follows_imports_inside_functions_and_package_imports():
     # The walk itself must see what the stages do: a lazy import in a function body.
     reached = {path.relative_to(SRC).as_posix() for path in reached_files("imgclf.stages.download")}
     assert "imgclf/data/folder.py" in reached  # imported inside a function

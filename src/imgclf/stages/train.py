@@ -139,7 +139,9 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         probe=probe_batch(*train_split, num_classes, settings.batch_size, settings.seed),
         setup_seconds=setup_seconds,
     )
-    averaging = _lookahead(params, steps_per_epoch)
+    from imgclf.lookahead import callbacks_for
+
+    averaging = callbacks_for(params.optimizer, steps_per_epoch, params.train.epochs)
     if dist.role is not None:
         print(f"train: {dist.role.name} training with {dist.num_workers} workers", flush=True)
     if not dist.is_chief:
@@ -237,17 +239,6 @@ def _pruning(epochs: int):
         return None
     trial_link = pruning.TrialLink.from_json(link)
     return PruningCallback(pruning.open_trial(trial_link), trial_link.metric, epochs)
-
-
-def _lookahead(params: Params, steps_per_epoch: int) -> list:
-    """The weight-averaging callback when optimizer.lookahead_every is on; else none."""
-    every = params.optimizer.lookahead_every
-    if every == 0:
-        return []
-    from imgclf.lookahead import Lookahead
-
-    total = steps_per_epoch * params.train.epochs
-    return [Lookahead(every, params.optimizer.lookahead_decay, total)]
 
 
 def _train_as_worker(dist, fit, model, epochs: int, averaging: list) -> None:
