@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imgclf.data.arrays import to_uint8
+
 # Images are warped in chunks to bound the float32 coordinate grids (~40 MB per chunk).
 _CHUNK_IMAGES = 1024
 
@@ -173,10 +175,6 @@ def random_crop_flip(
 CUTOUT_FILL = 128  # mid-grey: close to the mean pixel the models subtract
 
 
-def _to_uint8(pixels: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-
-
 def jitter_colors(images: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Per image: brightness, contrast and (colour images) saturation each scaled by a factor
     drawn from [1 - strength, 1 + strength], in that order."""
@@ -188,7 +186,7 @@ def jitter_colors(images: np.ndarray, rng: np.random.Generator, strength: float)
     if channels == 3:
         gray = pixels.mean(axis=3, keepdims=True)
         pixels = (pixels - gray) * factors[2] + gray
-    return _to_uint8(pixels)
+    return to_uint8(pixels)
 
 
 def box_mask(
@@ -225,7 +223,7 @@ def mixup(
     weight = rng.beta(alpha, alpha)
     partner = rng.permutation(len(images))
     pixels = weight * images.astype(np.float32) + (1 - weight) * images[partner]
-    return _to_uint8(pixels), (weight * labels + (1 - weight) * labels[partner]).astype(np.float32)
+    return to_uint8(pixels), (weight * labels + (1 - weight) * labels[partner]).astype(np.float32)
 
 
 def cutmix(

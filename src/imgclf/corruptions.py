@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from imgclf.data.arrays import to_uint8
+
 SEVERITIES = (1, 2, 3)
 # Per corruption, the strength at severities 1, 2, 3 (CIFAR-10-C levels 1, 3, 5).
 NOISE_STD = (0.04, 0.08, 0.10)  # Gaussian noise, fraction of the 0-255 range
@@ -21,13 +23,9 @@ CONTRAST_FACTOR = (0.75, 0.40, 0.15)  # distance to the image mean is multiplied
 JPEG_QUALITY = (80, 58, 40)  # JPEG re-compression quality
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
-
-
 def gaussian_noise(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     std = NOISE_STD[severity - 1] * 255.0
-    return _to_uint8(images + rng.normal(0.0, std, images.shape))
+    return to_uint8(images + rng.normal(0.0, std, images.shape))
 
 
 def gaussian_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -49,7 +47,7 @@ def gaussian_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -
                 weight * np.take(padded, np.arange(offset, offset + length), axis=axis)
                 for offset, weight in enumerate(taps)
             )
-        out[start : start + 256] = _to_uint8(chunk)
+        out[start : start + 256] = to_uint8(chunk)
     return out
 
 
@@ -59,12 +57,12 @@ def brightness(images: np.ndarray, severity: int, rng: np.random.Generator) -> n
     raised = np.minimum(value + BRIGHTNESS_SHIFT[severity - 1], 1.0)
     scale = np.divide(raised, value, out=np.zeros_like(value), where=value > 0)
     grey = np.where(value > 0, 0.0, raised * 255.0)  # black has no hue: it turns grey
-    return _to_uint8(images * scale + grey)
+    return to_uint8(images * scale + grey)
 
 
 def contrast(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     mean = images.mean(axis=(1, 2, 3), keepdims=True)
-    return _to_uint8((images - mean) * CONTRAST_FACTOR[severity - 1] + mean)
+    return to_uint8((images - mean) * CONTRAST_FACTOR[severity - 1] + mean)
 
 
 def jpeg(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:

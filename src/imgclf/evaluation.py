@@ -51,9 +51,16 @@ def expected_calibration_error(
     """
     if len(labels) == 0:
         return 0.0
-    bins = reliability_bins(labels, probabilities, num_bins)
+    return calibration_error(reliability_bins(labels, probabilities, num_bins))
+
+
+def calibration_error(bins: Sequence[dict[str, float]]) -> float:
+    """ECE from reliability_bins: the count-weighted mean of |accuracy - mean confidence|."""
+    total = sum(row["count"] for row in bins)
+    if total == 0:
+        return 0.0
     return float(
-        sum(row["count"] / len(labels) * abs(row["accuracy"] - row["confidence"]) for row in bins)
+        sum(row["count"] / total * abs(row["accuracy"] - row["confidence"]) for row in bins)
     )
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imgclf.evaluation import calibration_error
+
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> None:
     """Row-normalised confusion matrix with counts, true class down, predicted across."""
@@ -57,8 +59,7 @@ def plot_reliability_diagram(bins: Sequence[dict], path: Path) -> None:
     low = np.array([row["bin_low"] for row in bins], dtype=float)
     width = np.array([row["bin_high"] - row["bin_low"] for row in bins], dtype=float)
     counts = np.array([row["count"] for row in bins], dtype=float)
-    gaps = [abs(row["accuracy"] - row["confidence"]) for row in bins]
-    ece = float(np.dot(counts, gaps) / max(counts.sum(), 1))  # as expected_calibration_error
+    ece = calibration_error(bins)
     figure, (top, bottom) = plt.subplots(
         2, 1, figsize=(4.5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from imgclf.errors import ImgclfError
+from imgclf.errors import ImgclfError, first_line
 
 TRIAL_VARIABLE = "IMGCLF_TUNE_TRIAL"
 PRUNER_NAMES = ("none", "median", "successive_halving", "hyperband")
@@ -138,7 +138,7 @@ def open_storage(url: str) -> Any:
         ) from error
     except Exception as error:
         raise PruningError(
-            f"cannot open the study storage {masked(url)}: {_first_line(error)}. Check that "
+            f"cannot open the study storage {masked(url)}: {first_line(error)}. Check that "
             "the database server runs and that the host, port, user, password and database "
             "are right (scripts/postgres-dev.sh starts a throw-away PostgreSQL), or leave "
             "--storage and tune.storage unset to keep the study in mlruns/optuna.db"
@@ -161,8 +161,3 @@ def _create_storage(url: str, connect_args: dict[str, Any], attempts: int = 3) -
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             time.sleep(2.0 * attempt)
     return optuna.storages.RDBStorage(url, **options)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

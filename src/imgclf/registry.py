@@ -260,7 +260,7 @@ def get_aliases(client: MlflowClient, name: str) -> dict[str, str]:
 
 
 def _run_model_id(client: MlflowClient, run_id: str) -> str:
-    from imgclf.tracking import run_model_id
+    from imgclf.tracking.runs import run_model_id
 
     model_id = run_model_id(client, run_id)
     if model_id is None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from imgclf import tune, tune_report
 from imgclf.params import TuneParams
+from imgclf.tracking.store import Store
 
 # The study remembers its MLflow run, so every session and machine nests trials under one run.
 RUN_ATTRIBUTE = "mlflow_run_id"
@@ -50,7 +52,7 @@ def study_run(
     """The study's MLflow run, started or reopened; yields (client, experiment id, run id)."""
     import mlflow
 
-    from imgclf import tracking
+    from imgclf.tracking.runs import start_run
 
     client = mlflow.MlflowClient()
     run_id = _existing_run_id(study, created)
@@ -59,7 +61,7 @@ def study_run(
     tags = {"tune.study": study.study_name, "tune.role": "study"}
     params = tune.study_params(settings)
     name = f"tune-{study.study_name}"
-    with tracking.start_run(experiment_id, name, tags, params, reopen_run_id=run_id) as run:
+    with start_run(experiment_id, name, tags, params, reopen_run_id=run_id) as run:
         if run.info.run_id != run_id:
             study.set_user_attr(RUN_ATTRIBUTE, run.info.run_id)
         yield client, experiment_id, run.info.run_id
@@ -102,3 +104,33 @@ def finish(session: Any) -> str:
         f"({best_name}). Reproduce it with:"
     )
     return line
+
+
+def run_study(
+    study_name: str,
+    storage: tuple[Any, str],
+    settings: TuneParams,
+    store: Store,
+    metrics_path: Path,
+    environ: Mapping[str, str],
+    workers: int,
+) -> str:
+    """Join (or create) the study and run this session's trials under the study's MLflow run.
+
+    storage is (the open Optuna storage, its URL). Returns the line that reproduces the best
+    trial.
+    """
+    from imgclf import pruning, tune_runner
+
+    optuna_storage, storage_url = storage
+    pruner = pruning.build_pruner(tune.pruner_settings(settings))
+    study, created = tune.join_study(study_name, optuna_storage, settings.seed, pruner)
+    with study_run(study, created, store.experiment_id, settings) as ids:
+        session = tune_runner.StudyRun(
+            study, optuna_storage, settings, study_name, storage_url, store.project_root,
+            metrics_path, dict(environ), ids,
+        )  # fmt: skip
+        session.workers = workers
+        session.deadline = time.monotonic() + settings.timeout_minutes * 60
+        tune_runner.run_all(session)
+        return finish(session)

@@ -15,7 +15,7 @@ import mlflow
 import pytest
 from PIL import Image
 
-from imgclf.data.download import md5_of
+from imgclf.checksums import md5_of
 from imgclf.data.idx import FASHION_MNIST_CHECKSUM, FASHION_MNIST_FILES
 from imgclf.stages import download
 from support.http import RecordedRequest, serve_directory

@@ -20,7 +20,8 @@ import yaml
 from mlflow import MlflowClient
 from PIL import Image
 
-from imgclf import registry, tracking
+from imgclf import registry
+from imgclf.checksums import hash_files
 from imgclf.cli import main as cli_main
 from imgclf.data.arrays import save_split, write_classes, write_json
 from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
@@ -28,6 +29,10 @@ from imgclf.evaluation import classification_metrics
 from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.params import flatten_params, parse_params
 from imgclf.stages import promote
+from imgclf.tracking.artifacts import log_model
+from imgclf.tracking.provenance import run_tags
+from imgclf.tracking.runs import start_run
+from imgclf.tracking.store import HTTP_DEFAULTS, connect
 from imgclf.training import channel_statistics, fit_model, make_dataset
 from support.mlflow_server import free_port, serve, sqlite_mlflow_server
 from support.project import pipeline_env
@@ -94,20 +99,18 @@ def record_run(
     """What train + evaluate leave behind: an MLflow run with its model, and the report files."""
     model = trained.models[which]
     params = parse_params(PARAMS)
-    experiment_id = tracking.connect(store_uri, params.mlflow.experiment_name, artifacts)
+    experiment_id = connect(store_uri, params.mlflow.experiment_name, artifacts)
     save_split(workdir / "data/prepared/test.npz", trained.test_images, trained.test_labels)
-    data_hash = tracking.hash_files([workdir / "data/prepared/test.npz"])
+    data_hash = hash_files([workdir / "data/prepared/test.npz"])
     tags = {
-        **tracking.run_tags({}, workdir, data_hash),
+        **run_tags({}, workdir, data_hash),
         "data.validation": "passed",
         "git.commit": f"{which}-commit",
     }
     (workdir / "models").mkdir(parents=True, exist_ok=True)
     model.save(workdir / "models/model.keras")
-    with tracking.start_run(experiment_id, which, tags, flatten_params(params)) as run:
-        tracking.log_model(
-            model, workdir / "models/model.keras", trained.test_images[:4], SYNTHETIC_CLASSES
-        )
+    with start_run(experiment_id, which, tags, flatten_params(params)) as run:
+        log_model(model, workdir / "models/model.keras", trained.test_images[:4], SYNTHETIC_CLASSES)
     write_classes(workdir / "data/prepared/classes.json", list(SYNTHETIC_CLASSES), (32, 32, 3))
     probabilities = model.predict(trained.test_images, verbose=0)
     metrics = classification_metrics(trained.test_labels, probabilities, SYNTHETIC_CLASSES)
@@ -134,8 +137,8 @@ def promote_args(workdir: Path, *extra: str) -> list[str]:
 
 def use_store(monkeypatch: pytest.MonkeyPatch, store_uri: str) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
-    # promote sets its fast-fail HTTP defaults in os.environ; monkeypatch undoes them after.
-    for variable in promote.HTTP_DEFAULTS:
+    # open_store sets its fast-fail HTTP defaults in os.environ; monkeypatch undoes them after.
+    for variable in HTTP_DEFAULTS:
         if variable not in os.environ:
             monkeypatch.setenv(variable, "unset")
             monkeypatch.delenv(variable)

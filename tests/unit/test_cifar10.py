@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgclf.checksums import md5_of
 from imgclf.data.cifar10 import DatasetFormatError, read_cifar10_archive
-from imgclf.data.download import md5_of
 from support.cifar import (
     ARCHIVE_FOLDER,
     CLASS_NAMES,

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgclf.data.download import DownloadError, fetch_verified, md5_of
+from imgclf.checksums import md5_of
+from imgclf.data.download import DownloadError, fetch_verified
 from support.http import RecordedRequest, closed_port_url, serve_directory
 
 FILE_NAME = "archive.tar.gz"
@@ -23,13 +24,6 @@ def payload(tmp_path: Path) -> tuple[Path, bytes, str]:
     data = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
     (served / FILE_NAME).write_bytes(data)
     return served, data, hashlib.md5(data).hexdigest()
-
-
-def test_md5_of_matches_hashlib(tmp_path: Path) -> None:
-    path = tmp_path / "f.bin"
-    data = b"x" * (3 * 1024 * 1024 + 17)  # spans several read chunks
-    path.write_bytes(data)
-    assert md5_of(path) == hashlib.md5(data).hexdigest()
 
 
 def test_downloads_and_verifies(payload, tmp_path: Path) -> None:

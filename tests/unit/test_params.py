@@ -203,7 +203,7 @@ def test_params_yaml_and_the_code_defaults_are_one_source() -> None:
         for key, value in values.items()
         if value != defaults[section][key]
     ]
-    assert not differ, "params.yaml and the defaults in params.py disagree: " + "; ".join(differ)
+    assert not differ, "params.yaml and the code defaults disagree: " + "; ".join(differ)
     undocumented = [
         f"{section}.{key}"
         for section, values in defaults.items()

@@ -22,12 +22,13 @@ import pytest
 import yaml
 from PIL import Image
 
+from imgclf.checksums import hash_files
 from imgclf.data.arrays import save_split, write_classes
 from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
 from imgclf.model.loading import load_model_file
 from imgclf.params import flatten_params, load_params
 from imgclf.stages import train
-from imgclf.tracking import hash_files
+from imgclf.tracking.store import HTTP_DEFAULTS
 from imgclf.training import (
     WEIGHTS_FILE,
     ResumePoint,
@@ -109,7 +110,7 @@ def isolated_stage(patch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
         "MLFLOW_TRACKING_URI",
         "KERAS_BACKEND",
         "IMGCLF_MLFLOW_RETRY_SECONDS",
-        *train.HTTP_DEFAULTS,
+        *HTTP_DEFAULTS,
     ):
         patch.setenv(variable, "restored-after-the-test")
         patch.delenv(variable)

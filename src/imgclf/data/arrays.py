@@ -17,6 +17,11 @@ class ArrayFormatError(ImgclfError, ValueError):
     """A split file does not follow the images/labels contract."""
 
 
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Round computed pixel values to the nearest integer in 0-255, as uint8 (the contract)."""
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
 def save_split(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write one split as uint8 images [N, H, W, C] and int64 labels [N], atomically."""
     check_split(images, labels, str(path))
@@ -62,6 +67,11 @@ def read_classes(path: Path) -> tuple[list[str], tuple[int, int, int]]:
     """Read classes.json: (class names, image shape)."""
     payload: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return list(payload["classes"]), tuple(payload["image_shape"])  # type: ignore[return-value]
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON report another stage wrote (run info, metrics, validation result)."""
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_json(path: Path, payload: Any) -> None:

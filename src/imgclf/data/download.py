@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.client
 import os
 import re
@@ -18,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from imgclf.checksums import md5_of
 from imgclf.errors import ImgclfError
 
 ALLOWED_SCHEMES = ("http", "https", "file")
@@ -46,15 +46,6 @@ class _Unreachable(Exception):
 
 class _Interrupted(Exception):
     """The transfer stopped early; what is on disk can be resumed."""
-
-
-def md5_of(path: Path) -> str:
-    """Return the hex md5 digest of a file, read in chunks."""
-    digest = hashlib.md5()
-    with path.open("rb") as source:
-        while chunk := source.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_verified(
@@ -132,15 +123,22 @@ def _first_valid_copy(candidates: Sequence[Path], expected_md5: str) -> Path | N
     return None
 
 
-def _local_path_of(url: str) -> Path:
-    """Return the existing local file a file:// URL points at."""
+def file_url_path(url: str) -> Path | None:
+    """The path a file:// URL names on this machine; None when it names another host."""
     parts = urllib.parse.urlsplit(url)
     if parts.netloc not in ("", "localhost"):
+        return None
+    return Path(urllib.request.url2pathname(parts.path))
+
+
+def _local_path_of(url: str) -> Path:
+    """Return the existing local file a file:// URL points at."""
+    path = file_url_path(url)
+    if path is None:
         raise DownloadError(
-            f"{url} names host {parts.netloc!r}; file:// URLs must be local "
+            f"{url} names host {urllib.parse.urlsplit(url).netloc!r}; file:// URLs must be local "
             "(file:///absolute/path). Fix data.url."
         )
-    path = Path(urllib.request.url2pathname(parts.path))
     if not path.is_file():
         raise DownloadError(f"{url}: there is no file at {path}. Fix data.url to name a copy.")
     return path

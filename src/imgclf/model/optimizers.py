@@ -142,8 +142,8 @@ DECAYS: dict[str, Callable[[WarmupSchedule, object], object]] = {
 def build_schedule(params: OptimizerParams, steps_per_epoch: int, epochs: int) -> WarmupSchedule:
     """The learning rate per step for optimizer.schedule, with optimizer.warmup_epochs.
 
-    The warm-up and the step milestones are the ones params.py derives for train.epochs
-    (warm-up clipped to half of training, none with one_cycle; default milestones).
+    The warm-up and the step milestones are the ones imgclf.params.schedule derives for
+    train.epochs (warm-up clipped to half of training, none with one_cycle; default milestones).
     """
     if params.schedule not in DECAYS:
         raise ValueError(

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from imgclf.augmentation import augment_copies, preview_grid
-from imgclf.data.arrays import load_split, save_split
+from imgclf.data.arrays import load_split, read_json, save_split
 from imgclf.errors import ImgclfError
-from imgclf.params import Params
+from imgclf.params import AugmentParams, Params
 from imgclf.stages.common import run_stage, stage_parser
 
 PREVIEW_IMAGES = 8
@@ -21,9 +21,21 @@ PREVIEW_VARIANTS = 6
 
 
 def _check_validation(result_path: Path) -> None:
-    result = json.loads(result_path.read_text(encoding="utf-8"))
+    result = read_json(result_path)
     if not result.get("success"):
         raise ImgclfError(f"{result_path} records failed data checks; run the validate stage")
+
+
+def _operations(settings: AugmentParams) -> dict[str, Any]:
+    """The augmentation settings augment_copies takes, the same for the data and the preview."""
+    return {
+        "flip": settings.flip,
+        "rotation_degrees": settings.rotation_degrees,
+        "translate_fraction": settings.translate_fraction,
+        "crop_fraction": settings.crop_fraction,
+        "color_jitter": settings.color_jitter,
+        "cutout_fraction": settings.cutout_fraction,
+    }
 
 
 def _write_preview(images: np.ndarray, labels: np.ndarray, params: Params, path: Path) -> None:
@@ -39,12 +51,7 @@ def _write_preview(images: np.ndarray, labels: np.ndarray, params: Params, path:
             np.zeros(len(originals), dtype=np.int64),
             1,
             settings.seed + variant,
-            flip=settings.flip,
-            rotation_degrees=settings.rotation_degrees,
-            translate_fraction=settings.translate_fraction,
-            crop_fraction=settings.crop_fraction,
-            color_jitter=settings.color_jitter,
-            cutout_fraction=settings.cutout_fraction,
+            **_operations(settings),
         )[0][len(originals) :]
         for variant in range(PREVIEW_VARIANTS)
     ]
@@ -64,12 +71,7 @@ def _augment(args: argparse.Namespace, params: Params) -> None:
         labels,
         settings.copies,
         settings.seed,
-        flip=settings.flip,
-        rotation_degrees=settings.rotation_degrees,
-        translate_fraction=settings.translate_fraction,
-        crop_fraction=settings.crop_fraction,
-        color_jitter=settings.color_jitter,
-        cutout_fraction=settings.cutout_fraction,
+        **_operations(settings),
     )
     save_split(args.out, augmented, augmented_labels)
     _write_preview(images, labels, params, args.preview)

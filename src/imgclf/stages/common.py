@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from imgclf.errors import ImgclfError
 from imgclf.params import Params, ParamsError, load_params
@@ -33,6 +34,12 @@ def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
         "--params", default="params.yaml", help="params file (default: %(default)s)"
     )
     return parser
+
+
+def add_path_arguments(parser: argparse.ArgumentParser, paths: dict[str, str | None]) -> None:
+    """Required path options (dvc.yaml's cmd passes them): option -> help text (or None)."""
+    for option, meaning in paths.items():
+        parser.add_argument(option, type=Path, required=True, help=meaning)
 
 
 def run_stage(

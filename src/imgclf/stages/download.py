@@ -57,7 +57,8 @@ def _from_cifar10(data: DataParams) -> tuple[Splits, list[str], Origin]:
 
 
 def _from_fashion_mnist(data: DataParams) -> tuple[Splits, list[str], Origin]:
-    from imgclf.data.download import fetch_verified, md5_of
+    from imgclf.checksums import md5_of
+    from imgclf.data.download import fetch_verified
     from imgclf.data.idx import (
         FASHION_MNIST_CHECKSUM,
         FASHION_MNIST_FILES,
@@ -92,9 +93,10 @@ def _from_fashion_mnist(data: DataParams) -> tuple[Splits, list[str], Origin]:
 
 def _local_folder_of(url: str) -> Path:
     """Return the existing local folder a file:// URL names."""
-    parts = urllib.parse.urlsplit(url)
-    folder = Path(urllib.request.url2pathname(parts.path))
-    if parts.netloc not in ("", "localhost") or not folder.is_dir():
+    from imgclf.data.download import file_url_path
+
+    folder = file_url_path(url)
+    if folder is None or not folder.is_dir():
         raise ImgclfError(
             f"data.url {url} is not a local folder: write file:///absolute/path/to/folder/ "
             "(for Debian's dataset-fashion-mnist package: file:///usr/share/datasets/fashion-mnist/)"

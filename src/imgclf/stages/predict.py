@@ -21,12 +21,14 @@ EXIT_ALL_PREDICTED, EXIT_UNREADABLE, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _predict(args: argparse.Namespace, scratch: Path) -> int:
-    from imgclf import prediction, tracking
+    from imgclf import prediction
+    from imgclf.tracking.artifacts import download_model
+    from imgclf.tracking.store import resolve_project_root, resolve_tracking_uri
 
-    project_root = tracking.resolve_project_root(os.environ, Path.cwd())
+    project_root = resolve_project_root(os.environ, Path.cwd())
     download = functools.partial(
-        tracking.download_model,
-        tracking_uri=tracking.resolve_tracking_uri(os.environ, project_root),
+        download_model,
+        tracking_uri=resolve_tracking_uri(os.environ, project_root),
         destination=scratch / "model",
     )
     classifier = prediction.load_classifier(args.model, args.classes, download)

@@ -6,129 +6,51 @@ Exit codes: 0 promoted (or would be, with --dry-run), 1 rejected, 2 could not de
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from imgclf.data.arrays import load_split, read_classes, write_json
+from imgclf.data.arrays import load_split, read_classes, read_json, write_json
 from imgclf.params import Params
 from imgclf.stages.common import run_stage, stage_parser
 
 EXIT_PROMOTED, EXIT_REJECTED, EXIT_UNDECIDED = 0, 1, 2
-# An unreachable tracking server must fail the job in seconds, not after MLflow's default
-# seven retries with exponential back-off (minutes).
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _correct(model, images: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
-    """Per test image, whether the model's top class is the label."""
-    probabilities = model.predict(images, batch_size=batch_size, verbose=0)
-    if probabilities.ndim != 2 or probabilities.shape[0] != len(labels):
-        raise ValueError(f"model output shape {probabilities.shape} does not fit the test split")
-    return probabilities.argmax(axis=1) == labels
-
-
-def _score_champion(client, name: str, version: str, test, num_classes: int, batch_size: int):
-    """The champion's per-image correctness on today's test split."""
-    from imgclf import registry
-
-    champion = registry.load_version_model(client, name, version)
-    if champion.output_shape[-1] != num_classes:
-        raise registry.PromotionError(
-            f"champion (version {version}) predicts {champion.output_shape[-1]} classes, the "
-            f"test split has {num_classes}: the two cannot be compared"
-        )
-    return _correct(champion, *test, batch_size)
 
 
 def _promote(args: argparse.Namespace, params: Params) -> int:
-    from imgclf import registry, tracking
+    from imgclf import promotion, registry
     from imgclf.model.loading import load_model_file
+    from imgclf.tracking.store import open_store
 
     args.out.unlink(missing_ok=True)  # a stale report must not outlive an undecided run
-    metrics = _read_json(args.eval)
+    metrics = read_json(args.eval)
     metrics_check = registry.check_metrics(metrics)
     if not metrics_check.passed:
         raise registry.PromotionError(f"{args.eval}: {metrics_check.detail}")
-    run_id = _read_json(args.run_info)["run_id"]
-    validation = _read_json(args.validation)
+    run_id = read_json(args.run_info)["run_id"]
+    validation = read_json(args.validation)
     class_names, _ = read_classes(args.classes)
     test = load_split(args.test)
-
-    project_root = tracking.resolve_project_root(os.environ, Path.cwd())
-    tracking_uri = tracking.resolve_tracking_uri(os.environ, project_root)
-    tracking.connect(
-        tracking_uri,
-        params.mlflow.experiment_name,
-        tracking.default_artifact_location(os.environ, project_root),
-    )
-    client = registry.registry_client(tracking_uri)
-    run_tags = client.get_run(run_id).data.tags
+    store = open_store(os.environ, Path.cwd(), params.mlflow.experiment_name)
+    client = registry.registry_client(store.tracking_uri)
     name = params.mlflow.registered_model
-    old_champion = registry.get_aliases(client, name).get(registry.CHAMPION)
-
     # Everything the decision needs is read and scored before anything in the registry moves.
-    batch_size = params.train.batch_size
-    candidate = load_model_file(args.model)
-    settings = params.promote
-    decision = registry.decide(
-        metrics,
-        validation.get("success") is True and run_tags.get("data.validation") == "passed",
-        min_accuracy=settings.min_accuracy,
-        min_gain=settings.min_gain,
-        alpha=settings.alpha,
-        candidate_correct=_correct(candidate, *test, batch_size),
-        champion_correct=None
-        if old_champion is None
-        else _score_champion(client, name, old_champion, test, len(class_names), batch_size),
-        pruned_at_epoch=run_tags.get("tune.pruned_at_epoch"),
-    )
-    print(decision.table())
-
-    version = None
-    if not args.dry_run:
-        version = registry.record_decision(
-            client,
-            name,
-            run_id,
-            decision,
-            tags=registry.reason_tags(decision, metrics, run_tags, old_champion),
-            old_champion=old_champion,
-        )
-    verdict = "promoted" if decision.promote else "rejected"
-    write_json(
-        args.out,
-        {
-            "decision": f"would be {verdict} (dry run)" if args.dry_run else verdict,
-            "dry_run": args.dry_run,
-            **decision.to_dict(),
-            "registered_model": name,
-            "run_id": run_id,
-            "version": version,
-            "compared_with": old_champion,
-            "aliases": registry.get_aliases(client, name),
-            "metrics": {key: metrics[key] for key in registry.REQUIRED_METRICS},
-            "num_test_images": int(len(test[1])),
-            "data_hash": run_tags.get("data.hash"),
-            "git_commit": run_tags.get("git.commit"),
-        },
-    )
+    verdict = promotion.judge(
+        client, name, run_id, metrics, validation, load_model_file(args.model), test,
+        len(class_names), params.promote, params.train.batch_size,
+    )  # fmt: skip
+    print(verdict.decision.table())
+    version = None if args.dry_run else promotion.record(client, verdict)
+    aliases = registry.get_aliases(client, name)
+    write_json(args.out, promotion.report(verdict, version, aliases, args.dry_run, len(test[1])))
+    outcome = "promoted" if verdict.decision.promote else "rejected"
     where = "" if version is None else f" as version {version} of {name!r}"
-    print(f"promote: {verdict}{where}{' (dry run: nothing moved)' if args.dry_run else ''}")
-    return EXIT_PROMOTED if decision.promote else EXIT_REJECTED
+    print(f"promote: {outcome}{where}{' (dry run: nothing moved)' if args.dry_run else ''}")
+    return EXIT_PROMOTED if verdict.decision.promote else EXIT_REJECTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    for variable, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(variable, value)
     parser = stage_parser("promote", "Gate the run's model against the champion (run by CI).")
     # Not a DVC stage: the defaults are the paths dvc.yaml gives the stages that write them.
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter

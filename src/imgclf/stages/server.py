@@ -17,15 +17,24 @@ from imgclf.server import PERMISSIONS, ServerError, ServerSettings
 from imgclf.stages.common import EXIT_BAD_INPUT
 
 
+def _add_database_option(
+    parser: argparse.ArgumentParser, option: str, variable: str, meaning: str
+) -> None:
+    """An option whose default is the environment variable that holds the URI."""
+    parser.add_argument(option, default=os.environ.get(variable), help=meaning)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imgclf server",
         description="Start the team's MLflow tracking server on PostgreSQL (docs/scaling.md).",
     )
-    parser.add_argument(
+    # Database URIs hold passwords: their defaults come from variables, out of `ps`.
+    _add_database_option(
+        parser,
         "--store",
-        default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
-        help="PostgreSQL URI of the tracking store, postgresql://USER:PASSWORD@HOST:5432/mlflow "
+        "MLFLOW_BACKEND_STORE_URI",
+        "PostgreSQL URI of the tracking store, postgresql://USER:PASSWORD@HOST:5432/mlflow "
         "(default: $MLFLOW_BACKEND_STORE_URI; the variable keeps the password out of `ps`)",
     )
     parser.add_argument(
@@ -40,10 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--auth", action="store_true", help="MLflow's basic-auth app: every request signs in"
     )
-    parser.add_argument(
+    _add_database_option(
+        parser,
         "--auth-store",
-        default=os.environ.get("IMGCLF_AUTH_STORE_URI"),
-        help="PostgreSQL URI of the users database (default: $IMGCLF_AUTH_STORE_URI, else the "
+        "IMGCLF_AUTH_STORE_URI",
+        "PostgreSQL URI of the users database (default: $IMGCLF_AUTH_STORE_URI, else the "
         "store's database name + _auth on the same server)",
     )
     parser.add_argument(

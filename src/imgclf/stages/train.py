@@ -21,9 +21,6 @@ from imgclf.errors import ImgclfError
 from imgclf.params import Params, flatten_params, lever_warnings
 from imgclf.stages.common import run_stage, stage_parser
 
-# An unreachable tracking server costs seconds per call, not MLflow's default minutes; the
-# variables, when set, win.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 # After fit, how long unsent metrics and files are retried before the stage gives up (the
 # model stays on disk, the state stays resumable); IMGCLF_MLFLOW_RETRY_SECONDS overrides it.
 RETRY_SECONDS = 300.0
@@ -65,20 +62,17 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     warnings = lever_warnings(params)
     for message in warnings.values():
         print(f"train: warning: {message}", file=sys.stderr)
-    for variable, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(variable, value)
-    from imgclf import distribution, tracking
+    from imgclf import distribution
+    from imgclf.checksums import hash_files
+    from imgclf.tracking import artifacts, epoch_logger, provenance, runs
+    from imgclf.tracking.store import open_store
 
     # TF_CONFIG and the store are checked before any data is read or compute spent; workers
     # other than the chief never touch the store.
     role = distribution.cluster_role(params.train.distribution, os.environ)
-    project_root = tracking.resolve_project_root(os.environ, Path.cwd())
     if role is None or role.is_chief:
-        experiment_id = tracking.connect(
-            tracking.resolve_tracking_uri(os.environ, project_root),
-            params.mlflow.experiment_name,
-            tracking.default_artifact_location(os.environ, project_root),
-        )
+        store = open_store(os.environ, Path.cwd(), params.mlflow.experiment_name)
+        project_root, experiment_id = store.project_root, store.experiment_id
     # A tuning trial's study is checked before any data is read, like the store.
     pruning = _pruning(params.train.epochs) if role is None or role.is_chief else None
     wait_seconds = distribution.wait_seconds(os.environ) if role else 0.0
@@ -93,7 +87,7 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     train_split, val_split = load_split(args.train), load_split(args.val)
     train_images, val_images = train_split[0], val_split[0]
     settings, num_classes = params.train, len(class_names)
-    data_hash = tracking.hash_files([args.train, args.val])
+    data_hash = hash_files([args.train, args.val])
     flat = flatten_params(params)
     # First collective: workers with other params or data would otherwise hang or diverge.
     distribution.check_same_inputs(dist, training.backup_key(flat, data_hash))
@@ -147,7 +141,7 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     if not dist.is_chief:
         return _train_as_worker(dist, fit, model, settings.epochs, averaging)
     source_info = json.loads(args.source_info.read_text(encoding="utf-8"))
-    tags = tracking.training_tags(os.environ, project_root, data_hash, source_info, accelerator)
+    tags = provenance.training_tags(os.environ, project_root, data_hash, source_info, accelerator)
     tags.update(warnings)
     tags.update(dist.tags(settings.batch_size, learning_rate))
     if class_weights is not None:
@@ -168,7 +162,7 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         if resume is not None:
             tags["resumed_from_epoch"] = str(resume.epoch)
             print(f"train: resuming after epoch {resume.epoch} from {state_folder}")
-        with tracking.start_run(
+        with runs.start_run(
             experiment_id,
             os.environ.get("DVC_EXP_NAME") or None,
             tags,
@@ -179,8 +173,8 @@ def _train(args: argparse.Namespace, params: Params) -> None:
             run_id = run.info.run_id
             backup.remember_run(run_id)
             write_json(args.run_info, {"run_id": run_id, "experiment_id": experiment_id})
-            logger = tracking.EpochLogger(
-                run_id, tracking.unlogged_epochs(run_id, resume.history) if resume else ()
+            logger = epoch_logger.EpochLogger(
+                run_id, epoch_logger.unlogged_epochs(run_id, resume.history) if resume else ()
             )
             with distribution.reporting_lost_workers(dist):
                 result = fit(
@@ -205,9 +199,9 @@ def _train(args: argparse.Namespace, params: Params) -> None:
             )
             write_json(args.metrics, metrics)
             outputs = [Path(args.params), args.history, args.metrics]
-            tracking.finish_logging(
+            artifacts.finish_logging(
                 logger,
-                lambda: tracking.log_training_outputs(
+                lambda: artifacts.log_training_outputs(
                     {"train_seconds": result.train_seconds},
                     outputs,
                     args.validation,

@@ -43,9 +43,9 @@ def _report(args: argparse.Namespace, params: Params, project_root: Path) -> int
 
 
 def _tune(args: argparse.Namespace, params: Params) -> int:
-    from imgclf import tracking
+    from imgclf.tracking.store import open_store, resolve_project_root
 
-    project_root = tracking.resolve_project_root(os.environ, Path.cwd())
+    project_root = resolve_project_root(os.environ, Path.cwd())
     if args.report:
         return _report(args, params, project_root)
     overrides = {"trials": args.trials, "timeout_minutes": args.timeout_minutes}
@@ -54,7 +54,7 @@ def _tune(args: argparse.Namespace, params: Params) -> int:
     )
     if not settings.space:
         raise ImgclfError("tune.space in params.yaml is empty: give it at least one key")
-    from imgclf import pruning, tune, tune_runner, tune_session
+    from imgclf import pruning, tune, tune_session
 
     study_name = args.study or time.strftime("%Y%m%d-%H%M%S")
     if not tune.STUDY_NAME.fullmatch(study_name):
@@ -63,23 +63,10 @@ def _tune(args: argparse.Namespace, params: Params) -> int:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     storage = pruning.open_storage(url)  # an unreachable database fails here, before any trial
-    experiment_id = tracking.connect(
-        tracking.resolve_tracking_uri(os.environ, project_root),
-        params.mlflow.experiment_name,
-        tracking.default_artifact_location(os.environ, project_root),
+    store = open_store(os.environ, Path.cwd(), params.mlflow.experiment_name)
+    line = tune_session.run_study(
+        study_name, (storage, url), settings, store, args.metrics, os.environ, args.workers
     )
-    study, created = tune.join_study(
-        study_name, storage, settings.seed, pruning.build_pruner(tune.pruner_settings(settings))
-    )
-    with tune_session.study_run(study, created, experiment_id, settings) as ids:
-        session = tune_runner.StudyRun(
-            study, storage, settings, study_name, url, project_root, args.metrics,
-            dict(os.environ), ids,
-        )  # fmt: skip
-        session.workers = args.workers
-        session.deadline = time.monotonic() + settings.timeout_minutes * 60
-        tune_runner.run_all(session)
-        line = tune_session.finish(session)
     print(line)
     return 0
 

@@ -1,21 +1,20 @@
-"""Tests for imgclf.tracking: store resolution, and runs in a real SQLite MLflow store."""
+"""Tests for imgclf.tracking.store: where the store is, and opening it (a real SQLite store)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
 import pytest
 
-from imgclf.tracking import (
+from imgclf.tracking.store import (
+    HTTP_DEFAULTS,
     TrackingError,
     connect,
     default_artifact_location,
-    hash_files,
+    open_store,
     resolve_project_root,
     resolve_tracking_uri,
-    start_run,
 )
 from support.http import closed_port_url
 
@@ -53,17 +52,6 @@ def test_artifact_location_only_for_the_project_store(tmp_path: Path) -> None:
     assert location == f"file://{tmp_path}/mlruns/artifacts"
 
 
-def test_hash_files_is_md5_of_the_bytes_in_order(tmp_path: Path) -> None:
-    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
-    first.write_bytes(b"\x00" * 1000 + b"train")
-    second.write_bytes(b"val")
-    digest = hash_files([first, second])
-    assert digest == hashlib.md5(first.read_bytes() + second.read_bytes()).hexdigest()
-    assert hash_files([second, first]) != digest
-    first.write_bytes(b"\x01" + b"\x00" * 999 + b"train")
-    assert hash_files([first, second]) != digest
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
     """A real SQLite MLflow store in a throw-away project; MLflow's globals restored after."""
@@ -92,54 +80,19 @@ def test_connect_creates_the_experiment_once(store) -> None:
     assert connect(uri, "another", location) != first
 
 
-def finished_run(store, name: str, body) -> tuple:
-    import mlflow
-
+def test_open_store_sets_http_defaults_and_opens_the_experiment(store) -> None:
     uri, project = store
-    experiment_id = connect(uri, name, default_artifact_location({}, project))
-    params = {"reg.l2": 0.0005, "data.path": None, "train.epochs": 3}
-    captured = {}
-    try:
-        with start_run(experiment_id, "exp-1", {"data.hash": "abc"}, params) as run:
-            captured["run_id"] = run.info.run_id
-            body()
-    finally:
-        assert mlflow.active_run() is None
-    return mlflow.MlflowClient().get_run(captured["run_id"])
-
-
-def test_start_run_ends_finished_and_logs_params(store) -> None:
-    run = finished_run(store, "finished", lambda: None)
-    assert run.info.status == "FINISHED"
-    assert run.info.run_name == "exp-1"
-    assert run.data.params == {"reg.l2": "0.0005", "data.path": "", "train.epochs": "3"}
-    assert run.data.tags["data.hash"] == "abc"
-
-
-def test_start_run_ends_failed_on_an_exception(store) -> None:
-    def crash() -> None:
-        raise ValueError("boom")
-
-    with pytest.raises(ValueError, match="boom"):
-        finished_run(store, "failed", crash)
-    import mlflow
-
-    experiment = mlflow.get_experiment_by_name("failed")
-    (run,) = mlflow.search_runs([experiment.experiment_id], output_format="list")
-    assert run.info.status == "FAILED"
-
-
-def test_start_run_ends_killed_on_ctrl_c(store) -> None:
-    def interrupt() -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finished_run(store, "killed", interrupt)
-    import mlflow
-
-    experiment = mlflow.get_experiment_by_name("killed")
-    (run,) = mlflow.search_runs([experiment.experiment_id], output_format="list")
-    assert run.info.status == "KILLED"
+    environ = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
+    opened = open_store(environ, project, "opened")
+    assert opened.tracking_uri == uri
+    assert opened.project_root == project.resolve()
+    assert opened.experiment_id == connect(uri, "opened", None)
+    # A value the environment sets wins; a missing one gets the short default.
+    assert environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "3"
+    assert (
+        environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+        == HTTP_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+    )
 
 
 def test_unreachable_server_fails_fast_naming_the_uri(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,7 +115,7 @@ def test_unreachable_server_fails_fast_naming_the_uri(monkeypatch: pytest.Monkey
 def test_store_creation_lock_makes_a_second_holder_wait(tmp_path: Path) -> None:
     import threading
 
-    from imgclf.tracking import _exclusive
+    from imgclf.tracking.store import _exclusive
 
     lock_path, order = tmp_path / "mlflow.db.lock", []
 
