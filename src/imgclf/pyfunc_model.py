@@ -1,7 +1,7 @@
 """The MLflow pyfunc model of a trained classifier: raw pixels in, class names out.
 
-This is an MLflow "models from code" file: `tracking.log_model` hands MLflow its path, MLflow
-copies it into every logged model and runs it when the model is loaded (`mlflow.pyfunc.
+This is an MLflow "models from code" file: `tracking.artifacts.log_model` hands MLflow its path,
+MLflow copies it into every logged model and runs it when the model is loaded (`mlflow.pyfunc.
 load_model`, `mlflow models serve`). So it imports nothing from imgclf, and running it calls
 `mlflow.models.set_model`, which is its whole purpose; nothing in imgclf imports it. Nothing is
 unpickled: the Keras model is the `.keras` file train saved, loaded in safe mode, and the class

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
@@ -40,6 +41,7 @@ def _tiny_params(path: Path) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_two_seeds_report_compile_time_apart_and_their_spread(tmp_path, capsys) -> None:
     data = _image_folder(tmp_path / "images")
     params = _tiny_params(tmp_path / "params.yaml")

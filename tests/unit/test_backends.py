@@ -105,6 +105,7 @@ def _run_backend(
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.integration
 def test_one_tiny_epoch_under_each_backend_and_models_cross_over(tmp_path: Path) -> None:
     tensorflow = _run_backend("tensorflow", tmp_path / "tf.keras", None)
     jax = _run_backend("jax", tmp_path / "jax.keras", tmp_path / "tf.keras", NEW_LEVERS)
@@ -198,6 +199,7 @@ FAST_LEVERS = {
 }
 
 
+@pytest.mark.integration
 def test_fast_cnn_and_its_levers_train_under_jax(tmp_path: Path) -> None:
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(

@@ -16,16 +16,6 @@ from imgclf.params import ParamsError, parse_params
 from imgclf.stages import download
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    return project
-
-
 def run_download(project: Path, **data) -> int:
     (project / "params.yaml").write_text(yaml.safe_dump({"data": data}), encoding="utf-8")
     return download.main(["--out", "data/raw"])

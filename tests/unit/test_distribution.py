@@ -164,11 +164,12 @@ def test_multi_worker_without_tf_config_stops_the_stage_first(
     assert "a/train.npz" not in stderr
 
 
+@pytest.mark.integration
 def test_mirrored_trains_in_process_and_records_its_replicas(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The train stage's own reliability helpers: tiny synthetic splits and an isolated process.
-    from test_reliability_training import isolated_stage, make_workspace, only_run, run_train
+    from support.train_stage import isolated_stage, make_workspace, only_run, run_train
 
     workspace = make_workspace(tmp_path, train={"epochs": 1, "distribution": "mirrored"})
     for patch in isolated_stage(monkeypatch):

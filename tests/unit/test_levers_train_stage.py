@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# The reliability tests' in-process stage harness: a workspace as DVC lays it out, a real
-# SQLite MLflow store, the process-wide changes of a stage run undone afterwards.
-from test_reliability_training import isolated_stage, make_workspace, only_run, run_train
-
 from imgclf.data.arrays import load_split, save_split
 from imgclf.data.synthetic import SYNTHETIC_CLASSES
 
+# The in-process train stage harness: a workspace as DVC lays it out, a real
+# SQLite MLflow store, the process-wide changes of a stage run undone afterwards.
+from support.train_stage import isolated_stage, make_workspace, only_run, run_train
 
+
+@pytest.mark.integration
 def test_class_weighted_run_logs_weights_from_the_training_labels(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

@@ -45,7 +45,7 @@ def _one_flipped_byte(good: bytes) -> bytes:
     ids=["html-error-page", "truncated", "one-flipped-byte"],
 )
 def test_a_damaged_download_is_refused_with_both_digests_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, damage
+    tmp_path: Path, project: Path, capsys, damage
 ) -> None:
     good = tmp_path / "good" / ARCHIVE
     expected_md5 = write_cifar_archive(good)
@@ -53,11 +53,6 @@ def test_a_damaged_download_is_refused_with_both_digests_and_leaves_nothing(
     served.mkdir()
     bad = damage(good.read_bytes())
     (served / ARCHIVE).write_bytes(bad)
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     with serve_directory(served) as base_url:
         params = {"data": {"source": "cifar10", "url": base_url + ARCHIVE, "md5": expected_md5}}
         (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")

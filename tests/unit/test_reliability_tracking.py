@@ -14,16 +14,12 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from test_reliability_training import isolated_stage, make_workspace, run_train, state_folder, when
 
 from support.mlflow_server import RunningServer, sqlite_mlflow_server
+from support.train_stage import make_workspace, run_train, state_folder, when
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    yield from isolated_stage(monkeypatch)
+# A real `mlflow server` (slow) and train runs in-process (integration).
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,18 @@ import json
 import os
 import shlex
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from imgclf.checksums import hash_files
-from imgclf.data.arrays import save_split, write_classes
-from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
+from imgclf.data.arrays import save_split
+from imgclf.data.synthetic import draw_synthetic
 from imgclf.model.loading import load_model_file
 from imgclf.params import flatten_params, load_params
-from imgclf.stages import train
-from imgclf.tracking.store import HTTP_DEFAULTS
 from imgclf.training import (
     WEIGHTS_FILE,
     ResumePoint,
@@ -37,141 +31,21 @@ from imgclf.training import (
     claim_backup,
 )
 from support.http import closed_port_url
-
-SIDE = 16
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# Small enough for about a second an epoch on two cores, big enough to learn a little.
-# The fast recipe's levers are off: plain Adam, no penalty, smoothing, averaging or test views.
-PARAMS = {
-    "model": {"arch": "resnet_small", "width": 4},
-    "train": {"epochs": 2, "batch_size": 32, "seed": 0},
-    "optimizer": {
-        "name": "adam",
-        "lr": 0.003,
-        "schedule": "constant",
-        "warmup_epochs": 0.0,
-        "nesterov": False,
-        "batchnorm_lr_multiplier": 1.0,
-        "lookahead_every": 0,
-    },
-    "reg": {"l2": 0.0},
-    "loss": {"label_smoothing": 0.0},
-    "augment": {"online_crop_flip": True, "online_crop_pixels": 2},
-    "mlflow": {"experiment_name": "reliability", "log_model": False},
-    "evaluate": {"tta": "none"},
-}
-SECRETS = {
-    "MLFLOW_TRACKING_PASSWORD": "pw-5b1f0c9e-never-logged",
-    "MLFLOW_TRACKING_TOKEN": "tok-77c2d0aa-never-logged",
-    "GITHUB_TOKEN": "ghp_0b8d3f61never0logged",
-    "AWS_SECRET_ACCESS_KEY": "aws-3e9a61c4-never-logged",
-}
-
-
-def make_workspace(folder: Path, **sections: dict) -> Path:
-    """Prepared splits, classes, validation result, source info and params.yaml, as DVC has them."""
-    train_images, train_labels = draw_synthetic(200, seed=1, image_size=SIDE)
-    val_images, val_labels = draw_synthetic(60, seed=2, image_size=SIDE)
-    save_split(folder / "data/augmented/train.npz", train_images, train_labels)
-    save_split(folder / "data/prepared/val.npz", val_images, val_labels)
-    write_classes(folder / "data/prepared/classes.json", list(SYNTHETIC_CLASSES), (SIDE, SIDE, 3))
-    (folder / "reports/validation").mkdir(parents=True)
-    (folder / "reports/validation/result.json").write_text('{"success": true}\n')
-    (folder / "data/raw").mkdir(parents=True)
-    (folder / "data/raw/source.json").write_text('{"source": "synthetic"}\n')
-    params = {section: dict(values) for section, values in PARAMS.items()}
-    for section, values in sections.items():
-        params.setdefault(section, {}).update(values)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    return folder
-
-
-ARGV = [
-    "--train", "data/augmented/train.npz", "--val", "data/prepared/val.npz",
-    "--classes", "data/prepared/classes.json", "--validation", "reports/validation/result.json",
-    "--model", "models/model.keras", "--metrics", "reports/metrics/train.json",
-    "--history", "reports/plots/history.csv", "--run-info", "reports/mlflow_run.json",
-    "--source-info", "data/raw/source.json",
-]  # fmt: skip
-
-
-@pytest.fixture
-def isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """Undo what a stage run changes in this process: env, MLflow's URI, signals, determinism."""
-    yield from isolated_stage(monkeypatch)
-
-
-def isolated_stage(patch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """Run the body with the stage's process-wide changes undone after, on `patch`."""
-    from mlflow.tracking._tracking_service import utils
-    from tensorflow.python.framework import config
-
-    for variable in (
-        "MLFLOW_TRACKING_URI",
-        "KERAS_BACKEND",
-        "IMGCLF_MLFLOW_RETRY_SECONDS",
-        *HTTP_DEFAULTS,
-    ):
-        patch.setenv(variable, "restored-after-the-test")
-        patch.delenv(variable)
-    patch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    for variable in [name for name in os.environ if name.startswith("DVC_")]:
-        patch.delenv(variable)
-    patch.setattr(utils, "_tracking_uri", utils._tracking_uri)
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        yield patch
-    finally:
-        signal.signal(signal.SIGTERM, handler)
-        # train turns op determinism on for the whole process; other tests expect it off.
-        config.disable_op_determinism()
-        if mlflow.active_run() is not None:
-            mlflow.end_run()
-
-
-def run_train(workspace: Path, patch: pytest.MonkeyPatch) -> int:
-    patch.chdir(workspace)
-    return train.main(ARGV)
-
-
-def store(workspace: Path) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlruns' / 'mlflow.db'}")
-
-
-def only_run(workspace: Path):
-    client = store(workspace)
-    experiment = client.get_experiment_by_name("reliability")
-    (run,) = client.search_runs([experiment.experiment_id])
-    return run
-
-
-def history_rows(workspace: Path) -> list[dict[str, str]]:
-    with open(workspace / "reports/plots/history.csv", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def backup_root(workspace: Path) -> Path:
-    return workspace / train.BACKUP_FOLDER
-
-
-def state_folder(workspace: Path) -> Path:
-    params = load_params(workspace / "params.yaml")
-    data = [workspace / "data/augmented/train.npz", workspace / "data/prepared/val.npz"]
-    return backup_root(workspace) / backup_key(flatten_params(params), hash_files(data))
-
-
-def when(condition: Callable[[], bool], then: Callable[[], None], timeout: float = 120) -> None:
-    """On a background thread: wait for condition, then act (the stage holds the main thread)."""
-
-    def watch() -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                then()
-                return
-            time.sleep(0.01)
-
-    threading.Thread(target=watch, daemon=True).start()
+from support.train_stage import (
+    PARAMS,
+    REPO_ROOT,
+    SECRETS,
+    SIDE,
+    backup_root,
+    history_rows,
+    isolated_stage,
+    make_workspace,
+    only_run,
+    run_train,
+    state_folder,
+    store,
+    when,
+)
 
 
 def test_unreachable_store_fails_before_any_data_is_read(tmp_path: Path, isolate, capsys) -> None:
@@ -188,6 +62,7 @@ def test_unreachable_store_fails_before_any_data_is_read(tmp_path: Path, isolate
     assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
 
 
+@pytest.mark.integration
 def test_crash_inside_fit_ends_the_run_failed(tmp_path: Path, isolate) -> None:
     workspace = make_workspace(tmp_path)
     # Validation images of another size: the model accepts train but fit fails at validation.
@@ -200,6 +75,7 @@ def test_crash_inside_fit_ends_the_run_failed(tmp_path: Path, isolate) -> None:
     assert not (workspace / "models/model.keras").exists()
 
 
+@pytest.mark.integration
 def test_sigterm_ends_the_run_killed_and_a_rerun_resumes_it(tmp_path: Path, isolate) -> None:
     workspace = make_workspace(tmp_path, train={"epochs": 40})
     folder = state_folder(workspace)
@@ -232,6 +108,7 @@ def test_sigterm_ends_the_run_killed_and_a_rerun_resumes_it(tmp_path: Path, isol
     assert not folder.exists()
 
 
+@pytest.mark.integration
 def test_divergence_fails_the_run_and_writes_no_model(tmp_path: Path, isolate, capsys) -> None:
     workspace = make_workspace(
         tmp_path,
@@ -271,6 +148,7 @@ def _metrics(workspace: Path) -> list[dict[str, str]]:
     ]
 
 
+@pytest.mark.integration
 def test_same_seed_same_metrics_and_another_seed_differs(three_runs) -> None:
     (first, run_a), (second, run_b), (third, _) = three_runs
     assert run_a.data.params["train.deterministic"] == "True"
@@ -282,6 +160,7 @@ def test_same_seed_same_metrics_and_another_seed_differs(three_runs) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.integration
 def test_no_secret_reaches_a_param_or_tag(three_runs) -> None:
     _, run = three_runs[0]
     recorded = [*run.data.params.items(), *run.data.tags.items()]
@@ -291,6 +170,7 @@ def test_no_secret_reaches_a_param_or_tag(three_runs) -> None:
         assert leaks == [], f"{secret} leaked into {leaks}"
 
 
+@pytest.mark.integration
 def test_history_holds_the_diagnostics_per_epoch(three_runs) -> None:
     workspace, run = three_runs[1]
     rows = history_rows(workspace)
@@ -307,6 +187,7 @@ def test_history_holds_the_diagnostics_per_epoch(three_runs) -> None:
         assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2]
 
 
+@pytest.mark.integration
 def test_evaluate_writes_every_report_into_the_training_run(
     three_runs, isolate: pytest.MonkeyPatch
 ) -> None:

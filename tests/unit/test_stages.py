@@ -24,21 +24,6 @@ ARCHIVE = "cifar-10-python.tar.gz"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project folder as cwd, with caches inside it and environment changes undone after."""
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    # Stages set these with setdefault; setting them here lets monkeypatch restore them.
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    monkeypatch.setenv("GX_ANALYTICS_ENABLED", "false")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return project
-
-
 def write_params(folder: Path, **sections: dict) -> None:
     (folder / "params.yaml").write_text(yaml.safe_dump(sections), encoding="utf-8")
 

@@ -26,6 +26,7 @@ def test_policy_for_each_setting_and_machine(setting, gpu, amx, expected) -> Non
     assert precision_policy(setting, gpu, amx) == expected
 
 
+@pytest.mark.integration
 def test_a_bfloat16_fit_learns_and_the_saved_file_reloads(tmp_path: Path) -> None:
     from imgclf.data.synthetic import draw_synthetic
     from imgclf.model.architectures import ModelSpec, build_model

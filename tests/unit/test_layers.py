@@ -1,0 +1,58 @@
+"""The import rules of docs/architecture.md: nothing imports a stage, errors imports no imgclf.
+
+Read with `ast` (no code runs), including imports inside functions, where the stages and the
+core keep their heavy imports.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "src" / "imgclf"
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module name the file imports, anywhere in it (`from a import b` gives a and a.b)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _outside_stages() -> list[Path]:
+    files = [path for path in PACKAGE.rglob("*.py") if "stages" not in path.parts]
+    files += [*(REPO / "bench").glob("*.py"), *(REPO / "scripts").glob("*.py")]
+    return sorted(files)
+
+
+@pytest.mark.parametrize("path", _outside_stages(), ids=lambda path: str(path.relative_to(REPO)))
+def test_nothing_outside_the_stages_imports_a_stage(path: Path) -> None:
+    # cli.py loads `imgclf.stages.<command>` by name (importlib), which this walk cannot see.
+    reached = sorted(
+        name
+        for name in imported_names(path)
+        if name == "imgclf.stages" or name.startswith("imgclf.stages.")
+    )
+    assert not reached, (
+        f"{path.relative_to(REPO)} imports {reached}: move what it needs to the core"
+    )
+
+
+def test_errors_is_the_bottom_layer() -> None:
+    reached = sorted(name for name in imported_names(PACKAGE / "errors.py") if "imgclf" in name)
+    assert not reached, f"errors.py imports {reached}; every other module imports errors"
+
+
+def test_the_walk_sees_a_stage_import(tmp_path: Path) -> None:
+    # The check above could fail: a lazy `from imgclf.stages import train` is seen.
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from imgclf.stages import train\n")
+    assert "imgclf.stages.train" in imported_names(probe)
