@@ -8,6 +8,7 @@ Test tiers (markers registered in pyproject.toml, `--strict-markers` rejects any
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,3 +36,32 @@ def isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     from support.train_stage import isolated_stage  # imports TensorFlow: only where needed
 
     yield from isolated_stage(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store with every table, made once by MLflow itself.
+
+    Creating the tables takes seconds per store; tests about something else copy this file
+    (`with_mlflow_store`). Store creation itself is tested in test_tracking_store.py.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    database = folder / "mlflow.db"
+    store = SqlAlchemyStore(f"sqlite:///{database}", (folder / "artifacts").as_uri())
+    store.engine.dispose()
+    return database
+
+
+@pytest.fixture
+def with_mlflow_store(mlflow_db_template: Path):
+    """Give a project folder an empty MLflow store at mlruns/mlflow.db, where stages look."""
+
+    def seed(project: Path) -> Path:
+        target = project / "mlruns" / "mlflow.db"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(mlflow_db_template, target)
+        return project
+
+    return seed

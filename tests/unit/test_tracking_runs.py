@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from imgclf.tracking.runs import start_run
@@ -9,11 +12,13 @@ from imgclf.tracking.store import connect, default_artifact_location, resolve_tr
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory):
+def store(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Path):
     """A real SQLite MLflow store in a throw-away project; MLflow's globals restored after."""
     from mlflow.tracking._tracking_service import utils
 
     project = tmp_path_factory.mktemp("project")
+    (project / "mlruns").mkdir()
+    shutil.copyfile(mlflow_db_template, project / "mlruns" / "mlflow.db")  # tables made once
     uri = resolve_tracking_uri({}, project)
     with pytest.MonkeyPatch.context() as patch:
         # mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI into os.environ: undo it after.

@@ -192,9 +192,12 @@ def _stored_states(folder: Path, study_name: str) -> list:
     return [trial.state for trial in study.trials]
 
 
-def test_a_failed_trial_is_recorded_and_the_study_goes_on(outside_dvc: Path, capsys) -> None:
+def test_a_failed_trial_is_recorded_and_the_study_goes_on(
+    outside_dvc: Path, with_mlflow_store, capsys
+) -> None:
     import mlflow
 
+    with_mlflow_store(outside_dvc)
     _write_params(outside_dvc)
     # Outside a DVC repository every `dvc exp run` fails.
     assert tune_stage.main(["--trials", "2", "--study", "broken"]) == 2
@@ -213,7 +216,10 @@ def test_a_failed_trial_is_recorded_and_the_study_goes_on(outside_dvc: Path, cap
     }
 
 
-def test_no_trial_starts_after_the_time_budget(outside_dvc: Path, capsys) -> None:
+def test_no_trial_starts_after_the_time_budget(
+    outside_dvc: Path, with_mlflow_store, capsys
+) -> None:
+    with_mlflow_store(outside_dvc)
     _write_params(outside_dvc, trials=5)
     assert tune_stage.main(["--timeout-minutes", "0.0001", "--study", "hurried"]) == 2
     assert "the 0.0001 min budget is spent; stopping" in capsys.readouterr().out
@@ -287,10 +293,11 @@ def test_report_prints_importances_and_the_best_line(outside_dvc: Path, capsys) 
 
 
 def test_a_study_that_holds_its_budget_runs_nothing_and_keeps_one_mlflow_run(
-    outside_dvc: Path, capsys
+    outside_dvc: Path, with_mlflow_store, capsys
 ) -> None:
     import mlflow
 
+    with_mlflow_store(outside_dvc)
     _write_params(outside_dvc)
     _finished_study(outside_dvc, "full", [0.6, 0.8, 0.1])
     for _ in range(2):  # two sessions of one study: no trial starts, one MLflow run for both
