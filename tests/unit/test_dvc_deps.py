@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from support.imports import imported_names
+
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 
@@ -29,14 +31,7 @@ def module_file(name: str) -> Path | None:
 
 def imported_modules(path: Path) -> set[str]:
     """Names of the imgclf modules one file imports, wherever in the file the import is."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            # `from imgclf.data import folder` imports the module imgclf.data.folder
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    found = imported_names(path)
     return {name for name in found if name.split(".")[0] == "imgclf" and module_file(name)}
 
 

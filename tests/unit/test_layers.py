@@ -6,25 +6,14 @@ core keep their heavy imports.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
+from support.imports import imported_names
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "src" / "imgclf"
-
-
-def imported_names(path: Path) -> set[str]:
-    """Every module name the file imports, anywhere in it (`from a import b` gives a and a.b)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
 
 
 def _outside_stages() -> list[Path]:
