@@ -7,7 +7,6 @@ import os
 import sys
 import tempfile
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any

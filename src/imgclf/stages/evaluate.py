@@ -7,10 +7,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgclf.data.arrays import load_split, read_classes, read_json, write_csv, write_json
 from imgclf.params import Params
 from imgclf.stages.common import add_path_arguments, run_stage, stage_parser
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from imgclf.scoring import ModelScore
 
 
 def _evaluate(args: argparse.Namespace, params: Params) -> None:
@@ -38,7 +44,9 @@ def _evaluate(args: argparse.Namespace, params: Params) -> None:
     print(summary_line(score.metrics))
 
 
-def _write_reports(args: argparse.Namespace, score, images, class_names: list[str]) -> None:
+def _write_reports(
+    args: argparse.Namespace, score: ModelScore, images: np.ndarray, class_names: list[str]
+) -> None:
     """eval.json, the plot tables and the figures, at the paths dvc.yaml gives."""
     from imgclf.figures import plot_confusion_matrix, plot_image_gallery, plot_reliability_diagram
 
