@@ -28,7 +28,9 @@ from imgclf.evaluation import classification_metrics
 from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.params import flatten_params, parse_params
 from imgclf.stages import promote
-from imgclf.training import channel_statistics, fit_model, make_dataset
+from imgclf.training.classifier import channel_statistics
+from imgclf.training.fit import fit_model
+from imgclf.training.inputs import make_dataset
 from support.mlflow_server import free_port, serve, sqlite_mlflow_server
 from support.project import pipeline_env
 
