@@ -76,7 +76,7 @@ def _params(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
-    from imgclf.training import configure_accelerator
+    from imgclf.training.runtime import configure_accelerator
 
     params = _params(args)
     setup = configure_accelerator(params.train.mixed_precision, params.train.jit_compile)
@@ -117,15 +117,10 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
     from imgclf.model.tta import with_test_time_augmentation
-    from imgclf.training import (
-        accuracy_of,
-        build_classifier,
-        compile_model,
-        learn_whitening,
-        make_dataset,
-        make_reproducible,
-        online_augmentation,
-    )
+    from imgclf.training.classifier import build_classifier, learn_whitening
+    from imgclf.training.fit import accuracy_of, compile_model
+    from imgclf.training.inputs import make_dataset, online_augmentation
+    from imgclf.training.runtime import make_reproducible
 
     train_x, train_y, test_x, test_y, class_names = data
     settings, classes = params.train, len(class_names)
@@ -216,7 +211,7 @@ class EpochClock(keras.callbacks.Callback):
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        from imgclf.training import accuracy_of
+        from imgclf.training.fit import accuracy_of
 
         seconds = time.perf_counter() - self._started
         self.seconds += seconds

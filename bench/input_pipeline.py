@@ -3,7 +3,7 @@
 Builds the model, loss and optimizer the train stage would from a params file, then times
 `fit` over the same number of steps twice, alternating (pipeline, memory, pipeline, memory,
 ...) so a busy machine slows both alike:
-- pipeline: `imgclf.training.make_datasets`, as the train stage feeds it (seeded shuffle,
+- pipeline: `imgclf.training.inputs.make_datasets`, as the train stage feeds it (seeded shuffle,
   one-hot, online augmentation, prefetch);
 - memory: those very batches taken once from the pipeline, cached as tensors, and replayed.
 Prints one JSON line: images/s of each (median over rounds) and their ratio, and the ratio of
@@ -36,14 +36,10 @@ def main() -> None:
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
     from imgclf.params import load_params
-    from imgclf.training import (
-        build_classifier,
-        compile_model,
-        configure_accelerator,
-        learn_whitening,
-        make_datasets,
-        make_reproducible,
-    )
+    from imgclf.training.classifier import build_classifier, learn_whitening
+    from imgclf.training.fit import compile_model
+    from imgclf.training.inputs import make_datasets
+    from imgclf.training.runtime import configure_accelerator, make_reproducible
 
     params = load_params(args.params)
     images, labels = load_split(args.train)
@@ -62,7 +58,12 @@ def main() -> None:
         optimizer=build_optimizer(params.optimizer, steps_per_epoch, settings.epochs),
     )
     pipeline, _ = make_datasets(
-        (images, labels), (images[:1], labels[:1]), num_classes, settings, params.augment
+        (images, labels),
+        (images[:1], labels[:1]),
+        num_classes,
+        settings.batch_size,
+        settings.seed,
+        params.augment,
     )
     pipeline = pipeline.repeat()
     steps = min(args.steps, steps_per_epoch)

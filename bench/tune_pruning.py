@@ -223,6 +223,21 @@ def _sameness(full: dict, pruned: dict) -> str:
     )
 
 
+def _rungs_text(pruner: dict, epochs: int) -> str:
+    """Where successive halving compares trials: min_resource x factor^k epochs, before the end."""
+    factor = pruner["pruner_reduction_factor"]
+    rungs, epoch = [], pruner["pruner_warmup_epochs"]
+    while epoch < epochs:
+        rungs.append(epoch)
+        epoch *= factor
+    where = " and again after epoch ".join(str(rung) for rung in rungs)
+    share = {2: "half", 3: "third", 4: "quarter"}.get(factor, f"1/{factor}")
+    return (
+        f"after epoch {where}, a trial goes on only when it is in the top {share} of the trials "
+        "that reached that epoch"
+    )
+
+
 def write_report(measured: dict, out: Path) -> None:
     full, pruned, defaults = measured["full"], measured["pruned"], measured["defaults"]
     ratio = pruned["train_seconds"] / full["train_seconds"]
@@ -250,9 +265,8 @@ def write_report(measured: dict, out: Path) -> None:
         "",
         f"Pruner: `tune.pruner: {pruner['pruner']}`, `pruner_warmup_epochs: "
         f"{pruner['pruner_warmup_epochs']}`, `pruner_reduction_factor: "
-        f"{pruner['pruner_reduction_factor']}` (Optuna's asynchronous successive halving: after "
-        "epoch 1, and again after epoch 3, a trial goes on only when it is in the top third of "
-        "the trials that reached that epoch).",
+        f"{pruner['pruner_reduction_factor']}` (Optuna's asynchronous successive halving: "
+        f"{_rungs_text(pruner, measured['epochs'])}).",
         "",
         "## Pruned against full",
         "",
@@ -337,8 +351,8 @@ def main() -> None:
     parser.add_argument("data", type=Path, nargs="?", help="cifar10-train-jpg.tar.gz")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/imgclf-tune-bench"))
     parser.add_argument("--per-class", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise-seeds", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--report-only", action="store_true")

@@ -33,7 +33,9 @@ from imgclf.tracking.artifacts import log_model
 from imgclf.tracking.provenance import run_tags
 from imgclf.tracking.runs import start_run
 from imgclf.tracking.store import HTTP_DEFAULTS, connect
-from imgclf.training import channel_statistics, fit_model, make_dataset
+from imgclf.training.classifier import channel_statistics
+from imgclf.training.fit import fit_model
+from imgclf.training.inputs import make_dataset
 from support.mlflow_server import free_port, serve, sqlite_mlflow_server
 from support.project import pipeline_env
 

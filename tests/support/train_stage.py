@@ -26,7 +26,8 @@ from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
 from imgclf.params import flatten_params, load_params
 from imgclf.stages import train
 from imgclf.tracking.store import HTTP_DEFAULTS
-from imgclf.training import backup_key
+from imgclf.training import session
+from imgclf.training.plan import backup_key
 
 SIDE = 16
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +136,7 @@ def history_rows(workspace: Path) -> list[dict[str, str]]:
 
 
 def backup_root(workspace: Path) -> Path:
-    return workspace / train.BACKUP_FOLDER
+    return workspace / session.BACKUP_FOLDER
 
 
 def state_folder(workspace: Path) -> Path:

@@ -338,7 +338,7 @@ def test_online_augmentation_off_on_and_seeded() -> None:
 
 def test_tf_batches_carry_soft_labels_from_mixup() -> None:
     from imgclf.augmentation import OnlineAugmentation
-    from imgclf.training import make_dataset
+    from imgclf.training.inputs import make_dataset
 
     images = random_images(24, side=8)
     labels = np.arange(24) % 3

@@ -21,7 +21,10 @@ from imgclf.model.losses import build_loss, class_weights_from_labels
 from imgclf.model.optimizers import build_optimizer
 from imgclf.params import parse_params
 from imgclf.augmentation import OnlineAugmentation
-from imgclf.training import channel_statistics, configure_accelerator, fit_model, make_dataset
+from imgclf.training.classifier import channel_statistics
+from imgclf.training.fit import fit_model
+from imgclf.training.inputs import make_dataset
+from imgclf.training.runtime import configure_accelerator
 from imgclf.diagnostics import GradientProbe
 
 model_path, previous = sys.argv[1], sys.argv[2]
@@ -132,7 +135,7 @@ def test_crop_flip_feeding_keeps_shapes_and_labels(pad: int) -> None:
     import numpy as np
 
     from imgclf.augmentation import random_crop_flip
-    from imgclf.training import ArrayBatches
+    from imgclf.training.inputs import ArrayBatches
 
     images = np.arange(6 * 8 * 8 * 3, dtype=np.uint8).reshape(6, 8, 8, 3)
     labels = np.arange(6) % 3
@@ -168,7 +171,9 @@ from imgclf.lookahead import Lookahead
 from imgclf.model.losses import build_loss
 from imgclf.model.optimizers import ShiftScaledSGD, build_optimizer
 from imgclf.params import parse_params
-from imgclf.training import build_classifier, fit_model, learn_whitening, make_datasets
+from imgclf.training.classifier import build_classifier, learn_whitening
+from imgclf.training.fit import fit_model
+from imgclf.training.inputs import make_datasets
 
 params = parse_params(json.loads(sys.argv[2]))
 keras.utils.set_random_seed(0)
@@ -178,8 +183,8 @@ model = build_classifier(params.model, params.reg, (32, 32, 3), 10, images, whit
 optimizer = build_optimizer(params.optimizer, 3, 1)
 beta = model.get_layer("group1_bn1").beta
 before = keras.ops.convert_to_numpy(beta).copy()
-train, val = make_datasets((images, labels), (images[:32], labels[:32]), 10, params.train,
-                           params.augment)
+train, val = make_datasets((images, labels), (images[:32], labels[:32]), 10,
+                           params.train.batch_size, params.train.seed, params.augment)
 result = fit_model(model, train, val, loss=build_loss(params.loss), optimizer=optimizer,
                    epochs=1, callbacks=[Lookahead(2, 0.5, 3)], verbose=0)
 model.save(sys.argv[1])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from imgclf.diagnostics import GradientProbe, data_loss_metrics, global_norm, probe_batch
-from imgclf.training import ArrayBatches, compile_model, fit_model
+from imgclf.training.fit import compile_model, fit_model
+from imgclf.training.inputs import ArrayBatches
 
 L2 = 0.01
 FEATURES = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")

@@ -20,7 +20,7 @@ from imgclf.params import (
     step_epochs_used,
     warmup_epochs_used,
 )
-from imgclf.training import build_classifier
+from imgclf.training.classifier import build_classifier
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from imgclf.training import ArrayBatches, ResumePoint, fit_model
+from imgclf.training.checkpoint import ResumePoint
+from imgclf.training.fit import fit_model
+from imgclf.training.inputs import ArrayBatches
 
 FEATURES = np.random.default_rng(0).normal(size=(12, 4)).astype("float32")
 LABELS = np.arange(12) % 3

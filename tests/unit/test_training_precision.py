@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from imgclf.training import configure_accelerator, cpu_has_bfloat16_units, precision_policy
+from imgclf.training.runtime import configure_accelerator, cpu_has_bfloat16_units, precision_policy
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,8 @@ def test_policy_for_each_setting_and_machine(setting, gpu, amx, expected) -> Non
 def test_a_bfloat16_fit_learns_and_the_saved_file_reloads(tmp_path: Path) -> None:
     from imgclf.data.synthetic import draw_synthetic
     from imgclf.model.architectures import ModelSpec, build_model
-    from imgclf.training import channel_statistics, compile_model
+    from imgclf.training.classifier import channel_statistics
+    from imgclf.training.fit import compile_model
 
     try:
         setup = configure_accelerator("bfloat16", "auto")

@@ -1,0 +1,179 @@
+"""Compiling, fitting and saving: the per-epoch bookkeeping and what fit produced."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+
+from imgclf.data.arrays import write_csv
+from imgclf.diagnostics import TrainingDiagnostics, data_loss_metrics
+from imgclf.training.checkpoint import EpochBackup
+
+if TYPE_CHECKING:
+    from imgclf.training.checkpoint import ResumePoint, TrainingBackup
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Adds the learning rate and wall time of each epoch to the logs, and keeps them."""
+
+    def __init__(self, rows: list[dict[str, float]] | None = None) -> None:
+        super().__init__()
+        self.rows: list[dict[str, float]] = list(rows or [])
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        rate = self.model.optimizer.learning_rate
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+        logs["epoch_seconds"] = time.perf_counter() - self._started
+        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Rewrites history.csv after every epoch, so `dvc plots show` follows a run as it goes.
+
+    It writes the recorder's rows, which after a resume start with the restored epochs.
+    """
+
+    def __init__(self, path: Path, recorder: EpochRecorder) -> None:
+        super().__init__()
+        self.path, self.recorder = path, recorder
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        write_csv(self.path, self.recorder.rows)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+@dataclass
+class TrainingResult:
+    """What fit produced besides the weights."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    @property
+    def best_val_accuracy(self) -> float:
+        return max((row.get("val_accuracy", float("nan")) for row in self.history), default=0.0)
+
+    def summary(self, model: keras.Model, num_train_images: int, run_id: str) -> dict[str, Any]:
+        """The train.json metrics."""
+        return {
+            "train_seconds": round(self.train_seconds, 3),
+            "epochs": len(self.history),
+            "best_val_accuracy": self.best_val_accuracy,
+            "final_val_accuracy": self.history[-1].get("val_accuracy") if self.history else None,
+            "num_train_images": int(num_train_images),
+            "num_parameters": int(model.count_params()),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "mlflow_run_id": run_id,
+        }
+
+    def diverged(self, epochs: int) -> bool:
+        """Whether training stopped early or any epoch's loss is not finite."""
+        return len(self.history) < epochs or any(
+            not math.isfinite(row.get("loss", math.nan)) for row in self.history
+        )
+
+
+def save_serving_model(model: keras.Model, path: Path, tta: str = "none") -> keras.Model:
+    """Save an uncompiled copy: it serves raw pixels and needs no imgclf code to load.
+
+    With `tta` (evaluate.tta), the copy averages the test-time views itself, so evaluate,
+    promote and every server score exactly what was saved.
+    """
+    from imgclf.model.tta import with_test_time_augmentation
+
+    plain = keras.Model(model.inputs, model.outputs, name=model.name)
+    serving = with_test_time_augmentation(plain, tta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    serving.save(path)
+    return serving
+
+
+def accuracy_of(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int):
+    """Share of `images` whose most probable class is their label."""
+    predicted = model.predict(images, batch_size=batch_size, verbose=0).argmax(axis=1)
+    return float(np.mean(predicted == labels))
+
+
+def compile_model(
+    model: keras.Model,
+    *,
+    loss: keras.losses.Loss,
+    optimizer: keras.optimizers.Optimizer,
+    jit_compile: bool | str = "auto",
+) -> None:
+    metrics = ["accuracy", *data_loss_metrics(loss)]  # data_loss: the loss without penalties
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
+
+
+def fit_model(
+    model: keras.Model,
+    train,
+    val,
+    *,
+    epochs: int,
+    callbacks: list[keras.callbacks.Callback],
+    loss: keras.losses.Loss | None = None,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    verbose: int | str = "auto",
+    jit_compile: bool | str = "auto",
+    resume: ResumePoint | None = None,
+    backup: TrainingBackup | None = None,
+    probe: tuple[np.ndarray, np.ndarray] | None = None,
+    setup_seconds: float = 0.0,
+    history_path: Path | None = None,
+) -> TrainingResult:
+    """Fit (compiling first when loss and optimizer are given) from `resume` or from scratch.
+
+    train_seconds is the wall time of `fit`, plus that of the epochs a resume restored, plus
+    `setup_seconds` (work that learns from the data before fit, such as the whitening layer).
+    probe, (images, one-hot labels), is the fixed batch for probe_grad_norm (diagnostics.py).
+    history_path, when given, holds every epoch's row (CSV) from the end of the first epoch on.
+    """
+    if loss is not None and optimizer is not None:
+        compile_model(model, loss=loss, optimizer=optimizer, jit_compile=jit_compile)
+    recorder = EpochRecorder(resume.history if resume else None)
+    saving = [EpochBackup(backup, recorder)] if backup is not None else []
+    if history_path is not None:
+        saving.append(HistoryWriter(history_path, recorder))
+    started = time.perf_counter()
+    # The recorder runs first so later callbacks (backup, MLflow logging) see learning_rate too;
+    # the backup precedes logging, so a slow tracking store never delays the checkpoint.
+    model.fit(
+        train,
+        validation_data=val,
+        epochs=epochs,
+        initial_epoch=resume.epoch if resume else 0,
+        callbacks=[
+            TrainingDiagnostics(probe),  # first: the recorder keeps what it adds to the logs
+            recorder,
+            keras.callbacks.TerminateOnNaN(),
+            *saving,
+            *callbacks,
+        ],
+        verbose=verbose,
+        shuffle=False,  # the dataset already reshuffles every epoch
+    )
+    earlier = sum(row.get("epoch_seconds", 0.0) for row in (resume.history if resume else []))
+    return TrainingResult(
+        history=recorder.rows,
+        train_seconds=time.perf_counter() - started + earlier + setup_seconds,
+    )

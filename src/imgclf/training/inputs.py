@@ -1,0 +1,132 @@
+"""Training input: seeded, reshuffled batches of raw pixels with the online augmentation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+
+from imgclf.augmentation import OnlineAugmentation, mirror_half
+
+if TYPE_CHECKING:
+    from imgclf.params import AugmentParams
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    *,
+    shuffle_seed: int | None,
+    online: OnlineAugmentation | None = None,
+):
+    """Batches of (uint8 images, one-hot float labels), reshuffled every epoch when seeded.
+
+    With `online`, every batch is augmented afresh (crop+flip, colour jitter, cutout, MixUp or
+    CutMix, whichever are on; mixing makes the labels soft). tf.data under the TensorFlow
+    backend; a NumPy-fed PyDataset elsewhere (JAX), so the training core runs on machines that
+    have no TensorFlow at all.
+    """
+    steps_per_epoch = -(-len(images) // batch_size)
+    transform = online.batch_transform(shuffle_seed, steps_per_epoch) if online else None
+    if online is not None and online.alternating_flip:
+        images = mirror_half(images, shuffle_seed)
+    if keras.backend.backend() == "tensorflow":
+        return _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform)
+    return ArrayBatches(
+        images, labels, num_classes, batch_size, shuffle_seed=shuffle_seed, transform=transform
+    )
+
+
+def _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform):
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    dataset = dataset.map(
+        lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    if transform is not None:
+        image_shape = images.shape[1:]
+
+        def augment(batch, batch_labels):
+            changed, mixed = tf.numpy_function(
+                transform, [batch, batch_labels], (tf.uint8, tf.float32), stateful=True
+            )
+            changed.set_shape((None, *image_shape))
+            mixed.set_shape((None, num_classes))
+            return changed, mixed
+
+        # One call at a time keeps the seeded draws in a reproducible order; prefetch still
+        # overlaps it with the training step.
+        dataset = dataset.map(augment, num_parallel_calls=1)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Batches cut from in-memory arrays, in a seeded order drawn anew each epoch."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        num_classes: int,
+        batch_size: int,
+        *,
+        shuffle_seed: int | None,
+        transform=None,
+    ) -> None:
+        super().__init__()
+        self.images, self.labels, self.transform = images, labels, transform
+        self.num_classes, self.batch_size = num_classes, batch_size
+        self._rng = None if shuffle_seed is None else np.random.default_rng(shuffle_seed)
+        self._order = np.arange(len(images))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        chosen = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        one_hot = np.eye(self.num_classes, dtype=np.float32)[self.labels[chosen]]
+        batch = self.images[chosen]
+        return (batch, one_hot) if self.transform is None else self.transform(batch, one_hot)
+
+    def on_epoch_end(self) -> None:
+        if self._rng is not None:
+            self._rng.shuffle(self._order)
+
+
+def make_datasets(
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    num_classes: int,
+    batch_size: int,
+    seed: int,
+    augment_params: AugmentParams,
+):
+    """The training batches (shuffled by `seed`, online augmentation if on) and the val ones.
+
+    batch_size is the global batch: with several replicas, tf.distribute splits each batch.
+    """
+    online = online_augmentation(augment_params)
+    return (
+        make_dataset(*train, num_classes, batch_size, shuffle_seed=seed, online=online),
+        make_dataset(*val, num_classes, batch_size, shuffle_seed=None),
+    )
+
+
+def online_augmentation(settings: AugmentParams) -> OnlineAugmentation:
+    """The train stage's per-batch augmentation from the augment params."""
+    return OnlineAugmentation(
+        crop_pixels=settings.online_crop_pixels if settings.online_crop_flip else None,
+        flip=settings.online_flip,
+        color_jitter=settings.online_color_jitter,
+        cutout_fraction=settings.online_cutout_fraction,
+        mixup_alpha=settings.mixup_alpha,
+        cutmix_alpha=settings.cutmix_alpha,
+    )

@@ -1,0 +1,223 @@
+"""One training from the train stage's files: set up, resume, fit, check, save, record.
+
+The chief (or the only process) resumes any interrupted state, fits inside an MLflow run, saves
+the serving model and writes the metrics; a worker of a multi-machine cluster trains its share
+and writes nothing. The set-up before the first step is training/setup.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imgclf.data.arrays import write_csv, write_json
+from imgclf.errors import ImgclfError
+from imgclf.params import Params, flatten_params
+from imgclf.training.prepare import Connection, Setup, connect, prepare
+
+# After fit, how long unsent metrics and files are retried before the stage gives up (the
+# model stays on disk, the state stays resumable); IMGCLF_MLFLOW_RETRY_SECONDS overrides it.
+RETRY_SECONDS = 300.0
+# Resumable state lives outside DVC's outputs, in DVC's own scratch folder of the checkout.
+BACKUP_FOLDER = Path(".dvc", "tmp", "imgclf-train-backup")
+DIVERGED = (
+    "training diverged (non-finite loss); lower optimizer.lr or add warm-up "
+    "(optimizer.warmup_epochs)"
+)
+
+
+@dataclass(frozen=True)
+class TrainFiles:
+    """What the train stage reads and writes: the paths dvc.yaml passes it."""
+
+    train: Path
+    val: Path
+    classes: Path
+    validation: Path
+    source_info: Path
+    model: Path
+    metrics: Path
+    history: Path
+    run_info: Path
+    params: Path  # the params file, logged with the run
+
+
+def train(files: TrainFiles, params: Params, environ: MutableMapping[str, str], cwd: Path) -> None:
+    """Train as the chief (or alone), or as a worker of a multi-machine cluster."""
+    connection = connect(params, environ, cwd)
+    setup = prepare(files, params, connection)
+    dist = connection.dist
+    if dist.role is not None:
+        print(
+            f"train: {dist.role.name} training with {dist.num_workers} workers",
+            flush=True,
+        )
+    if not dist.is_chief:
+        return train_as_worker(setup, dist)
+    metrics = train_as_chief(files, params, environ, connection, setup)
+    print(
+        f"train: best val accuracy {metrics['best_val_accuracy']:.4f} in "
+        f"{metrics['train_seconds']:.1f} s; MLflow run {metrics['mlflow_run_id']}"
+    )
+
+
+def train_as_worker(setup: Setup, dist) -> None:
+    """A worker other than the chief: trains its share and writes no output, no MLflow run.
+
+    TensorFlow expects every worker to save, so it saves into a folder it then deletes.
+    """
+    import tempfile
+
+    from imgclf import distribution
+    from imgclf.training import fit
+
+    with distribution.reporting_lost_workers(dist):
+        result = setup.fit(callbacks=setup.averaging)
+    if result.diverged(setup.plan.epochs):
+        raise ImgclfError(DIVERGED)
+    with tempfile.TemporaryDirectory(prefix="imgclf-worker-") as scratch:
+        fit.save_serving_model(setup.model, Path(scratch) / "model.keras")
+    print(f"train: {dist.role.name} done; the chief writes the model, metrics and MLflow run")
+
+
+def train_as_chief(
+    files: TrainFiles,
+    params: Params,
+    environ: Mapping[str, str],
+    connection: Connection,
+    setup: Setup,
+) -> dict[str, Any]:
+    """Resume, fit inside the MLflow run, save and record; the train.json metrics."""
+    from imgclf import distribution
+    from imgclf.tracking import artifacts, epoch_logger, runs
+    from imgclf.training import checkpoint
+
+    dist, plan = connection.dist, setup.plan
+    state_folder = connection.project_root / BACKUP_FOLDER / plan.backup_key
+    # Workers on other machines cannot read the chief's state: multi-worker runs start over.
+    claim = (
+        contextlib.nullcontext(checkpoint.TrainingBackup(None))
+        if dist.kind == "multi_worker"
+        else checkpoint.claim_backup(state_folder)
+    )
+    tags = _tags(files, environ, connection, setup)
+    with claim as backup:
+        with dist.scope():
+            resume = backup.restore(setup.model)
+        if resume is not None:
+            tags["resumed_from_epoch"] = str(resume.epoch)
+            print(f"train: resuming after epoch {resume.epoch} from {state_folder}")
+        with runs.start_run(
+            connection.experiment_id,
+            environ.get("DVC_EXP_NAME") or None,
+            tags,
+            flatten_params(params),
+            log_system_metrics=setup.accelerator.gpu,
+            reopen_run_id=resume.run_id if resume else None,
+        ) as run:
+            run_id = run.info.run_id
+            backup.remember_run(run_id)
+            write_json(
+                files.run_info,
+                {"run_id": run_id, "experiment_id": connection.experiment_id},
+            )
+            logger = epoch_logger.EpochLogger(
+                run_id,
+                epoch_logger.unlogged_epochs(run_id, resume.history) if resume else (),
+            )
+            pruning = connection.pruning
+            with distribution.reporting_lost_workers(dist):
+                result = setup.fit(
+                    callbacks=[
+                        *setup.averaging,
+                        logger,
+                        *([pruning] if pruning else []),
+                    ],
+                    resume=resume,
+                    backup=backup,
+                    history_path=files.history,
+                )
+            pruned = pruning is not None and pruning.pruned
+            if result.diverged(len(result.history) if pruned else plan.epochs):
+                backup.clear()  # the same params would diverge again: nothing to resume
+                raise ImgclfError(DIVERGED)
+            metrics, serving = _save(files, params, setup, result, (run_id, pruning))
+            retry_seconds = float(environ.get("IMGCLF_MLFLOW_RETRY_SECONDS", RETRY_SECONDS))
+            artifacts.finish_logging(
+                logger,
+                lambda: _log_outputs(files, params, setup, result, (serving, pruning)),
+                retry_seconds,
+                files.model,
+            )
+        backup.clear()  # finished and recorded: nothing is left to resume
+    return metrics
+
+
+def _tags(
+    files: TrainFiles, environ: Mapping[str, str], connection: Connection, setup: Setup
+) -> dict[str, str]:
+    """The training run's tags: provenance, device, lever warnings, distribution, weights."""
+    from imgclf.tracking import provenance
+
+    plan = setup.plan
+    source_info = json.loads(files.source_info.read_text(encoding="utf-8"))
+    tags = provenance.training_tags(
+        environ,
+        connection.project_root,
+        setup.data_hash,
+        source_info,
+        setup.accelerator,
+    )
+    tags.update(plan.warnings)
+    tags.update(connection.dist.tags(plan.batch_size, plan.learning_rate))
+    tags.update(plan.class_weight_tag(setup.class_names))
+    return tags
+
+
+def _save(files: TrainFiles, params: Params, setup: Setup, result, run) -> tuple[dict, Any]:
+    """Save the serving model, the history and train.json; the metrics and the served model.
+
+    run is (the MLflow run id, the tuning trial's pruning callback or None).
+    """
+    from imgclf.training import fit
+
+    run_id, pruning = run
+    serving = fit.save_serving_model(setup.model, files.model, params.evaluate.tta)
+    write_csv(files.history, result.history)
+    train_images = setup.splits["train"][0]
+    metrics = result.summary(setup.model, len(train_images), run_id)
+    if pruning is not None:  # a tuning trial: the experiment says whether it was cut
+        metrics.update(pruned=pruning.pruned, pruned_at_epoch=pruning.pruned_at_epoch)
+    # The saved model's own score on val: with evaluate.tta it averages its views, which the
+    # per-epoch val_accuracy (the plain network) does not see.
+    metrics["serving_val_accuracy"] = fit.accuracy_of(
+        serving, *setup.splits["validation"], params.train.batch_size
+    )
+    write_json(files.metrics, metrics)
+    return metrics, serving
+
+
+def _log_outputs(files: TrainFiles, params: Params, setup: Setup, result, saved) -> None:
+    """Send the run's last metric, its files, data sets and model to MLflow.
+
+    saved is (the serving model, the tuning trial's pruning callback or None).
+    """
+    from imgclf.tracking import artifacts
+
+    serving, pruning = saved
+    artifacts.log_training_outputs(
+        {"train_seconds": result.train_seconds},
+        [files.params, files.history, files.metrics],
+        files.validation,
+        {
+            "training": (files.train, *setup.splits["train"]),
+            "validation": (files.val, *setup.splits["validation"]),
+        },
+        (serving, files.model, setup.class_names) if params.mlflow.log_model else None,
+        setup.splits["validation"][0][:4],
+        pruning.tags() if pruning else None,
+    )
