@@ -31,14 +31,6 @@ sys.path.insert(0, str(REPO / "src"))
 
 OUT = REPO / "docs" / "tuning.md"
 RAW = REPO / "docs" / "results" / "tune_pruning.json"
-# Around the fast recipe's own values (sgd at 0.375, momentum 0.85, l2 6.6e-4, smoothing 0.2):
-# the shipped tune.space (adam/adamw/sgd at 3e-4..1e-2) predates the recipe.
-SPACE = {
-    "optimizer.lr": {"low": 0.1, "high": 0.75, "log": True},
-    "optimizer.momentum": {"low": 0.7, "high": 0.95},
-    "reg.l2": {"low": 1.0e-4, "high": 2.0e-3, "log": True},
-    "loss.label_smoothing": {"low": 0.0, "high": 0.3},
-}
 PRUNER = {"pruner": "successive_halving", "pruner_warmup_epochs": 1, "pruner_reduction_factor": 3}
 
 
@@ -150,7 +142,8 @@ def measure(args: argparse.Namespace) -> dict:
             "train": {"epochs": args.epochs},
             # Fewer corrupted test images: evaluate is not what this page measures.
             "evaluate": {"corruption_images": 200},
-            "tune": {"seed": args.seed, "space": SPACE, "pruner": "none"},
+            # The shipped tune.space (params.yaml), around the fast recipe's own values.
+            "tune": {"seed": args.seed, "pruner": "none"},
         },
     )
     env = pipeline_env({"PYTHONPATH": str(REPO / "src")})
@@ -167,7 +160,7 @@ def measure(args: argparse.Namespace) -> dict:
         "epochs": args.epochs,
         "trials": args.trials,
         "seed": args.seed,
-        "space": SPACE,
+        "space": _shipped_space(),
         "pruner": PRUNER,
         "defaults": {
             "best_val_accuracy": defaults["best_val_accuracy"],
@@ -189,8 +182,14 @@ def _shipped_values(keys) -> dict:
     return {key: getattr(getattr(params, key.split(".")[0]), key.split(".")[1]) for key in keys}
 
 
-def _trial_table(study: dict) -> list[str]:
-    keys = list(SPACE)
+def _shipped_space() -> dict:
+    from imgclf.params import load_params
+
+    space = load_params(REPO / "params.yaml").tune.space
+    return {key: dimension.model_dump(exclude_defaults=True) for key, dimension in space.items()}
+
+
+def _trial_table(study: dict, keys: list[str]) -> list[str]:
     lines = [
         "| trial | state | epochs | train s | best val accuracy | " + " | ".join(keys) + " |",
         "|---" * (5 + len(keys)) + "|",
@@ -246,7 +245,8 @@ def write_report(measured: dict, out: Path) -> None:
     gap = full["best_val_accuracy"] - pruned["best_val_accuracy"]
     within = abs(gap) <= spread
     pruner = measured["pruner"]
-    shipped = _shipped_values(SPACE)
+    keys = list(measured["space"])
+    shipped = _shipped_values(keys)
     lines = [
         "# Tuning: what pruning saves, and what the search chose",
         "",
@@ -257,7 +257,7 @@ def write_report(measured: dict, out: Path) -> None:
         f"Data: {measured['images']:,} CIFAR-10 training JPEGs ({measured['images'] // 10:,} per "
         "class, the first in the archive), split by the pipeline into train, val and a carved "
         f"test split. Every trial trains the shipped fast recipe for {measured['epochs']} epochs "
-        "with the four searched keys below changed; the score is `best_val_accuracy` (val, "
+        f"with the {len(keys)} searched keys below changed; the score is `best_val_accuracy` (val, "
         "never test). "
         f"Both studies: the same space, `tune.seed: {measured['seed']}`, {measured['trials']} "
         "trials, one worker, DVC's run cache emptied first so every trial trains. "
@@ -302,7 +302,7 @@ def write_report(measured: dict, out: Path) -> None:
         "| key | shipped default | best of the full study | best of the pruned study |",
         "|---|---|---|---|",
     ]
-    for key in SPACE:
+    for key in keys:
         lines.append(
             f"| `{key}` | {shipped[key]} | {full['best_values'][key]} | "
             f"{pruned['best_values'][key]} |"
@@ -332,7 +332,7 @@ def write_report(measured: dict, out: Path) -> None:
         "| key | full study | pruned study |",
         "|---|---|---|",
     ]
-    for key in SPACE:
+    for key in keys:
         cells = [
             f"{study['importances'][key]:.3f}" if key in study["importances"] else "-"
             for study in (full, pruned)
@@ -341,8 +341,8 @@ def write_report(measured: dict, out: Path) -> None:
     for study_name, study in (("full", full), ("pruned", pruned)):
         if study["importances_missing"]:
             lines.append(f"\n{study_name} study: {study['importances_missing']}.")
-    lines += ["", "## Every trial", "", "No pruner:", "", *_trial_table(full), ""]
-    lines += [f"{pruner['pruner']}:", "", *_trial_table(pruned), ""]
+    lines += ["", "## Every trial", "", "No pruner:", "", *_trial_table(full, keys), ""]
+    lines += [f"{pruner['pruner']}:", "", *_trial_table(pruned, keys), ""]
     out.write_text("\n".join(lines), encoding="utf-8")
 
 

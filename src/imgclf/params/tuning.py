@@ -15,11 +15,10 @@ TUNABLE_SECTIONS = ("augment", "model", "loss", "reg", "optimizer", "train")
 
 # The search space `imgclf tune` uses when params.yaml names none (params.yaml shows it).
 TUNE_SPACE: dict[str, dict[str, Any]] = {
-    "optimizer.name": {"choices": ("adam", "adamw", "sgd")},
-    "optimizer.lr": {"low": 3.0e-4, "high": 1.0e-2, "log": True},
-    "reg.l2": {"low": 0.0, "high": 1.0e-3},
-    "loss.name": {"choices": ("categorical_crossentropy", "focal")},
-    "loss.label_smoothing": {"low": 0.0, "high": 0.2},
+    "optimizer.lr": {"low": 0.1, "high": 0.75, "log": True},
+    "optimizer.momentum": {"low": 0.7, "high": 0.95},
+    "reg.l2": {"low": 1.0e-4, "high": 2.0e-3, "log": True},
+    "loss.label_smoothing": {"low": 0.0, "high": 0.3},
 }
 
 

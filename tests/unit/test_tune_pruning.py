@@ -1,0 +1,83 @@
+"""bench/tune_pruning.py: the pruned-against-full page from a study's measurements."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+tune_pruning = pytest.importorskip("tune_pruning")
+
+SPACE = {"optimizer.lr": {"low": 0.1, "high": 0.75, "log": True}}
+PRUNER = {"pruner": "successive_halving", "pruner_warmup_epochs": 1, "pruner_reduction_factor": 3}
+
+
+def _study(seconds: list[float], states: list[str], accuracies: list[float]) -> dict:
+    rows = [
+        {
+            "trial": number,
+            "state": state,
+            "values": {"optimizer.lr": 0.1 + number / 10},
+            "best_val_accuracy": accuracy,
+            "epochs": 8 if state == "COMPLETE" else 1,
+            "train_seconds": spent,
+        }
+        for number, (spent, state, accuracy) in enumerate(
+            zip(seconds, states, accuracies, strict=True)
+        )
+    ]
+    best = max(rows, key=lambda row: row["best_val_accuracy"])
+    return {
+        "wall_seconds": sum(seconds) + 60,
+        "trials": rows,
+        "best_trial": best["trial"],
+        "best_val_accuracy": best["best_val_accuracy"],
+        "best_values": best["values"],
+        "train_seconds": sum(seconds),
+        "importances": {"optimizer.lr": 1.0},
+        "importances_missing": "",
+        "best_line": f"dvc exp run -S optimizer.lr={best['values']['optimizer.lr']}",
+    }
+
+
+def _measured(pruned_seconds: list[float]) -> dict:
+    return {
+        "images": 10000,
+        "epochs": 8,
+        "trials": 3,
+        "seed": 0,
+        "space": SPACE,
+        "pruner": PRUNER,
+        "defaults": {"best_val_accuracy": 0.70, "train_seconds": 60.0, "repro_seconds": 90.0},
+        "full": _study([60.0, 60.0, 60.0], ["COMPLETE"] * 3, [0.70, 0.72, 0.69]),
+        "pruned": _study(pruned_seconds, ["COMPLETE", "PRUNED", "PRUNED"], [0.70, 0.40, 0.41]),
+        "noise_seeds": [1, 2],
+        "noise_accuracies": [0.71, 0.73],
+        "total_seconds": 900.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("epochs", "factor", "rungs"),
+    [(8, 3, "after epoch 1 and again after epoch 3, "), (4, 2, "1 and again after epoch 2, ")],
+)
+def test_the_rungs_are_where_successive_halving_compares(epochs, factor, rungs) -> None:
+    text = tune_pruning._rungs_text({**PRUNER, "pruner_reduction_factor": factor}, epochs)
+    assert rungs in text
+    assert f"epoch {epochs}" not in text  # the last epoch ends a trial; it prunes nothing
+
+
+@pytest.mark.parametrize(
+    ("pruned_seconds", "verdict"), [([60, 15, 15], "met"), ([60, 40, 40], "not met")]
+)
+def test_the_page_gives_the_ratio_and_its_verdict(tmp_path: Path, pruned_seconds, verdict) -> None:
+    out = tmp_path / "tuning.md"
+    tune_pruning.write_report(_measured(pruned_seconds), out)
+    page = out.read_text(encoding="utf-8")
+    ratio = sum(pruned_seconds) / 180.0
+    assert f"pruned / full = **{ratio:.2f}** (target: at most 0.50: {verdict})" in page
+    assert "| `optimizer.lr` |" in page  # the searched keys come from the measurements
+    assert "dvc exp run -S optimizer.lr=0.2" in page  # the full study's best trial, reproducible
