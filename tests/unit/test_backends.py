@@ -30,7 +30,7 @@ from imgclf.diagnostics import GradientProbe
 model_path, previous = sys.argv[1], sys.argv[2]
 params = parse_params(json.loads(sys.argv[3]))
 # float32 here: the probe's formula check below is exact only in float32 (auto picks bfloat16
-# on CPUs with AMX units; test_training_precision.py covers that path).
+# on CPUs with AMX units; test_training_runtime.py covers that path).
 setup = configure_accelerator("off", "auto")
 keras.utils.set_random_seed(0)
 images, labels = draw_synthetic(128, 0)

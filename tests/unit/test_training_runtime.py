@@ -1,4 +1,4 @@
-"""imgclf.training's precision policy: auto's choice per machine, and a bfloat16 fit."""
+"""training/runtime.py: the precision policy, auto's choice per machine, and a bfloat16 fit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""imgclf.training: history.csv is rewritten after every epoch, keeping a resume's earlier rows."""
+"""training/fit.py: history.csv is rewritten after every epoch, keeping a resume's earlier rows."""
 
 from __future__ import annotations
 
