@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from imgclf.data.manifest import build_manifest
-from imgclf.validation import ExpectationOutcome, ValidationReport, validate_manifest
+from imgclf.validation import validate_manifest
+from imgclf.validation_report import ExpectationOutcome, ValidationReport
 
 CLASS_NAMES = [f"class_{number}" for number in range(10)]
 IMAGE_SHAPE = (8, 8, 3)
