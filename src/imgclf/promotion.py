@@ -1,5 +1,6 @@
 """The promote command's core: score the candidate and the champion on one test split, decide
-with the gate in `registry`, record the decision there and describe it for the report.
+with the gate in `registry`, record the decision in the model registry and describe it for the
+report.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 
 from imgclf import registry
 from imgclf.params import PromoteParams
+from imgclf.tracking import model_registry
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ def score_champion(
     client: Any, name: str, version: str, test: tuple, num_classes: int, batch_size: int
 ) -> np.ndarray:
     """The champion's per-image correctness on today's test split."""
-    champion = registry.load_version_model(client, name, version)
+    champion = model_registry.load_version_model(client, name, version)
     if champion.output_shape[-1] != num_classes:
         raise registry.PromotionError(
             f"champion (version {version}) predicts {champion.output_shape[-1]} classes, the "
@@ -66,7 +68,7 @@ def judge(
     validation is validate's result.json; candidate is the run's model.
     """
     run_tags = client.get_run(run_id).data.tags
-    old_champion = registry.get_aliases(client, name).get(registry.CHAMPION)
+    old_champion = model_registry.get_aliases(client, name).get(model_registry.CHAMPION)
     decision = registry.decide(
         metrics,
         validation.get("success") is True and run_tags.get("data.validation") == "passed",
@@ -83,17 +85,16 @@ def judge(
 
 
 def record(client: Any, verdict: Verdict) -> str:
-    """Register the run's model, tag the reasons and, on a pass, crown it; return its version."""
-    return registry.record_decision(
-        client,
-        verdict.name,
-        verdict.run_id,
-        verdict.decision,
-        tags=registry.reason_tags(
-            verdict.decision, verdict.metrics, verdict.run_tags, verdict.old_champion
-        ),
-        old_champion=verdict.old_champion,
+    """Register the run's model (alias challenger), tag the reasons and, on a pass, crown it;
+    return its version."""
+    tags = registry.reason_tags(
+        verdict.decision, verdict.metrics, verdict.run_tags, verdict.old_champion
     )
+    version = model_registry.register_run_model(client, verdict.name, verdict.run_id)
+    model_registry.tag_version(client, verdict.name, version, tags)
+    if verdict.decision.promote:
+        model_registry.crown(client, verdict.name, version, verdict.old_champion)
+    return version
 
 
 def report(

@@ -1,24 +1,20 @@
-"""The promotion gate: a pure decision over metrics and paired predictions, plus registry I/O."""
+"""The promotion gate: a pure decision over metrics and paired predictions.
+
+The registry it guards is read and written by `imgclf.tracking.model_registry`.
+"""
 
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from imgclf.errors import ImgclfError
 
-if TYPE_CHECKING:
-    import keras
-    from mlflow import MlflowClient
-
 REQUIRED_METRICS = ("accuracy", "macro_f1", "loss")
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 # eval.json and the gate's own re-evaluation of the same model may differ by an argmax near-tie
 # flipped by float round-off on other hardware, never by more than a handful of images.
 ACCURACY_TOLERANCE = 0.005
@@ -168,25 +164,38 @@ def decide(
     pruned_at_epoch is set when the run is a tuning trial its pruner stopped early.
     """
     checks = [
-        Check(
-            "validation",
-            validation_passed is True,
-            "data validation passed"
-            if validation_passed is True
-            else "data validation failed or its result is unknown",
-        ),
+        check_validation(validation_passed),
         check_metrics(metrics),
         check_training_complete(pruned_at_epoch),
+        *_accuracy_checks(metrics, min_accuracy, candidate_correct),
     ]
+    paired, gain, p_value = _champion_checks(
+        candidate_correct, champion_correct, min_gain=min_gain, alpha=alpha
+    )
+    checks.extend(paired)
+    return Decision(all(check.passed for check in checks), tuple(checks), p_value, gain)
+
+
+def check_validation(validation_passed: bool) -> Check:
+    """Only a run on data that passed validation may be promoted; unknown counts as failed."""
+    if validation_passed is True:
+        return Check("validation", True, "data validation passed")
+    return Check("validation", False, "data validation failed or its result is unknown")
+
+
+def _accuracy_checks(
+    metrics: Mapping[str, Any], min_accuracy: float, candidate_correct: np.ndarray | None
+) -> list[Check]:
+    """eval.json's accuracy reaches the bar and, when re-scored, matches the model's own."""
     accuracy = _finite_number(metrics.get("accuracy"))
-    checks.append(
+    checks = [
         Check(
             "min_accuracy",
             accuracy is not None and accuracy >= min_accuracy,
             f"accuracy {accuracy if accuracy is None else round(accuracy, 4)} "
             f"(needs >= {min_accuracy})",
         )
-    )
+    ]
     if candidate_correct is not None:
         recomputed = float(np.mean(candidate_correct)) if len(candidate_correct) else math.nan
         checks.append(
@@ -196,22 +205,27 @@ def decide(
                 f"re-evaluated accuracy {recomputed:.4f} vs eval.json {accuracy}",
             )
         )
-    gain = p_value = None
+    return checks
+
+
+def _champion_checks(
+    candidate_correct: np.ndarray | None,
+    champion_correct: np.ndarray | None,
+    *,
+    min_gain: float,
+    alpha: float,
+) -> tuple[list[Check], float | None, float | None]:
+    """The candidate against the champion on the same images; no champion: nothing to beat."""
     if champion_correct is None:
-        checks.append(Check("champion", True, "no champion yet: the thresholds alone decide"))
-    elif candidate_correct is None or np.shape(candidate_correct) != np.shape(champion_correct):
-        checks.append(
+        return [Check("champion", True, "no champion yet: the thresholds alone decide")], None, None
+    if candidate_correct is None or np.shape(candidate_correct) != np.shape(champion_correct):
+        checks = [
             Check("champion", False, "no paired predictions of both models on one test split")
-        )
-    else:
-        paired, gain, p_value = _paired_checks(
-            np.asarray(candidate_correct),
-            np.asarray(champion_correct),
-            min_gain=min_gain,
-            alpha=alpha,
-        )
-        checks.extend(paired)
-    return Decision(all(check.passed for check in checks), tuple(checks), p_value, gain)
+        ]
+        return checks, None, None
+    return _paired_checks(
+        np.asarray(candidate_correct), np.asarray(champion_correct), min_gain=min_gain, alpha=alpha
+    )
 
 
 def reason_tags(
@@ -234,108 +248,3 @@ def reason_tags(
     for key in ("data.hash", "git.commit"):
         tags[key] = run_tags.get(key, "unknown")
     return tags
-
-
-# --- MLflow registry I/O: thin wrappers, each one call or a few -------------------------------
-
-
-def registry_client(tracking_uri: str) -> MlflowClient:
-    """A client whose tracking and registry stores are both the given URI."""
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def get_aliases(client: MlflowClient, name: str) -> dict[str, str]:
-    """Alias -> version of the registered model; empty when it does not exist yet."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as error:
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return {}
-        raise
-    return {alias: str(version) for alias, version in model.aliases.items()}
-
-
-def _run_model_id(client: MlflowClient, run_id: str) -> str:
-    from imgclf.tracking.runs import run_model_id
-
-    model_id = run_model_id(client, run_id)
-    if model_id is None:
-        raise PromotionError(
-            f"MLflow run {run_id} logged no model; train with mlflow.log_model: true to promote"
-        )
-    return model_id
-
-
-def register_run_model(client: MlflowClient, name: str, run_id: str) -> str:
-    """Register the run's logged model as a version of `name` (once) and alias it challenger."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(name)
-    except MlflowException as error:
-        if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-            raise
-    # A re-run of the gate for the same run reuses its version rather than adding a copy.
-    existing = [v for v in client.search_model_versions(f"run_id='{run_id}'") if v.name == name]
-    if existing:
-        version = str(max(int(v.version) for v in existing))
-    else:
-        model_id = _run_model_id(client, run_id)
-        source = client.get_logged_model(model_id).model_uri
-        created = client.create_model_version(name, source, run_id=run_id, model_id=model_id)
-        version = str(created.version)
-    client.set_registered_model_alias(name, CHALLENGER, version)
-    return version
-
-
-def load_version_model(client: MlflowClient, name: str, version: str) -> keras.Model:
-    """A registered version's Keras model, read from its .keras file; nothing is unpickled."""
-    import mlflow
-
-    from imgclf.model.loading import load_model_file
-
-    uri = client.get_model_version_download_uri(name, version)
-    with tempfile.TemporaryDirectory(prefix="imgclf-champion-") as folder:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=folder, tracking_uri=client.tracking_uri
-        )
-        files = sorted(Path(local).rglob("*.keras"))
-        if len(files) != 1:
-            raise PromotionError(
-                f"version {version} of {name!r} holds {len(files)} .keras files, expected one"
-            )
-        return load_model_file(files[0])
-
-
-def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str, str]) -> None:
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-
-
-def crown(client: MlflowClient, name: str, version: str, old_champion: str | None) -> None:
-    """champion -> version; the old champion keeps alias previous."""
-    # previous moves first: a failure in between leaves the old champion still serving.
-    if old_champion is not None and old_champion != version:
-        client.set_registered_model_alias(name, PREVIOUS, old_champion)
-    client.set_registered_model_alias(name, CHAMPION, version)
-
-
-def record_decision(
-    client: MlflowClient,
-    name: str,
-    run_id: str,
-    decision: Decision,
-    *,
-    tags: Mapping[str, str],
-    old_champion: str | None,
-) -> str:
-    """Register the run's model (alias challenger), tag the reasons, and crown it on a pass."""
-    version = register_run_model(client, name, run_id)
-    tag_version(client, name, version, tags)
-    if decision.promote:
-        crown(client, name, version, old_champion)
-    return version

@@ -20,7 +20,6 @@ import yaml
 from mlflow import MlflowClient
 from PIL import Image
 
-from imgclf import registry
 from imgclf.checksums import hash_files
 from imgclf.cli import main as cli_main
 from imgclf.data.arrays import save_split, write_classes, write_json
@@ -29,6 +28,7 @@ from imgclf.evaluation import classification_metrics
 from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.params import flatten_params, parse_params
 from imgclf.stages import promote
+from imgclf.tracking import model_registry
 from imgclf.tracking.artifacts import log_model
 from imgclf.tracking.provenance import run_tags
 from imgclf.tracking.runs import start_run
@@ -325,8 +325,8 @@ def test_the_champion_answers_with_class_names(
     champion = f"models:/{MODEL_NAME}@champion"
     images = trained.test_images[:24]
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    version = registry.get_aliases(client, MODEL_NAME)["champion"]
-    keras_file = registry.load_version_model(client, MODEL_NAME, version)
+    version = model_registry.get_aliases(client, MODEL_NAME)["champion"]
+    keras_file = model_registry.load_version_model(client, MODEL_NAME, version)
     expected = [SYNTHETIC_CLASSES[i] for i in keras_file.predict(images, verbose=0).argmax(axis=1)]
 
     folder = tmp_path / "images"

@@ -82,6 +82,6 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 def test_the_stages_and_the_registry_load_through_it() -> None:
     source = Path(__file__).resolve().parents[2] / "src" / "imgclf"
-    for module in ("stages/evaluate.py", "registry.py"):
+    for module in ("stages/evaluate.py", "tracking/model_registry.py"):
         text = (source / module).read_text(encoding="utf-8")
         assert "load_model_file(" in text and "keras.saving.load_model" not in text, module

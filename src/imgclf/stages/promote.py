@@ -21,6 +21,7 @@ EXIT_PROMOTED, EXIT_REJECTED, EXIT_UNDECIDED = 0, 1, 2
 def _promote(args: argparse.Namespace, params: Params) -> int:
     from imgclf import promotion, registry
     from imgclf.model.loading import load_model_file
+    from imgclf.tracking import model_registry
     from imgclf.tracking.store import open_store
 
     args.out.unlink(missing_ok=True)  # a stale report must not outlive an undecided run
@@ -33,7 +34,7 @@ def _promote(args: argparse.Namespace, params: Params) -> int:
     class_names, _ = read_classes(args.classes)
     test = load_split(args.test)
     store = open_store(os.environ, Path.cwd(), params.mlflow.experiment_name)
-    client = registry.registry_client(store.tracking_uri)
+    client = model_registry.registry_client(store.tracking_uri)
     name = params.mlflow.registered_model
     # Everything the decision needs is read and scored before anything in the registry moves.
     verdict = promotion.judge(
@@ -42,7 +43,7 @@ def _promote(args: argparse.Namespace, params: Params) -> int:
     )  # fmt: skip
     print(verdict.decision.table())
     version = None if args.dry_run else promotion.record(client, verdict)
-    aliases = registry.get_aliases(client, name)
+    aliases = model_registry.get_aliases(client, name)
     write_json(args.out, promotion.report(verdict, version, aliases, args.dry_run, len(test[1])))
     outcome = "promoted" if verdict.decision.promote else "rejected"
     where = "" if version is None else f" as version {version} of {name!r}"
