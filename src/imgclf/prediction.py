@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from imgclf.data.folder import (
+from imgclf.data.user_files import (
     DECODE_WORKERS,
     IGNORED_FOLDERS,
     FolderFormatError,

@@ -15,8 +15,8 @@ from PIL import Image
 
 from imgclf.cli import main as cli_main
 from imgclf.data.arrays import save_split, write_classes
-from imgclf.data.folder import decode_image
 from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
+from imgclf.data.user_files import decode_image
 from imgclf.evaluation import classification_metrics
 from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.stages import predict
