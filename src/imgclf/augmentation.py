@@ -1,16 +1,14 @@
-"""Augmentation as pure array functions, offline (augment stage) and per batch (train stage).
+"""Augmentation as pure array functions: the augment stage's offline copies.
 
-Offline, flip, rotation, translation and crop are drawn per image and composed into one affine
-map, so each augmented image is resampled once (bilinear, mirrored borders) instead of being
-blurred by four warps; colour jitter and cutout follow. Online, every training batch of every
-epoch gets a fresh random crop and flip, colour jitter, cutout, and MixUp or CutMix (which
-also mix the one-hot labels into soft ones). Images stay uint8 throughout.
+Flip, rotation, translation and crop are drawn per image and composed into one affine map, so
+each augmented image is resampled once (bilinear, mirrored borders) instead of being blurred by
+four warps; colour jitter and cutout follow. Images stay uint8 throughout. What happens to every
+training batch (crop and flip, MixUp, CutMix) is `online_augmentation.py`, which reuses the
+colour jitter and cutout here.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,23 +151,6 @@ def preview_grid(originals: np.ndarray, variants: list[np.ndarray], gap: int = 2
     return grid
 
 
-def random_crop_flip(
-    images: np.ndarray, rng: np.random.Generator, pad_pixels: int, flip: bool = True
-) -> np.ndarray:
-    """Per image: a random window of the original size from the mirror-padded image, and (with
-    `flip`) a left-right flip for half of them. Cheap enough for every batch of every epoch."""
-    count, height, width, _ = images.shape
-    pad = pad_pixels
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    rows = rng.integers(0, 2 * pad + 1, size=count)[:, None] + np.arange(height)
-    columns = rng.integers(0, 2 * pad + 1, size=count)[:, None] + np.arange(width)
-    if flip:
-        flipped = rng.random(count) < 0.5
-        columns = np.where(flipped[:, None], columns[:, ::-1], columns)
-    batch = np.arange(count)[:, None, None]
-    return padded[batch, rows[:, :, None], columns[:, None, :]]
-
-
 # --- Photometric and erasing --------------------------------------------------------------------
 
 CUTOUT_FILL = 128  # mid-grey: close to the mean pixel the models subtract
@@ -210,115 +191,3 @@ def cutout(images: np.ndarray, rng: np.random.Generator, fraction: float) -> np.
     out = images.copy()
     out[box_mask(len(images), (height, width), (side, side), rng)] = CUTOUT_FILL
     return out
-
-
-# --- Label mixing ---------------------------------------------------------------------------------
-
-
-def mixup(
-    images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, alpha: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Blend the batch with a shuffled copy of itself by one weight drawn from Beta(alpha,
-    alpha); labels (one-hot or soft) blend by the same weight."""
-    weight = rng.beta(alpha, alpha)
-    partner = rng.permutation(len(images))
-    pixels = weight * images.astype(np.float32) + (1 - weight) * images[partner]
-    return to_uint8(pixels), (weight * labels + (1 - weight) * labels[partner]).astype(np.float32)
-
-
-def cutmix(
-    images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, alpha: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Paste one box from a shuffled copy of the batch into every image; the box covers about
-    1 - w of the area for w ~ Beta(alpha, alpha), and labels mix by the exact pasted share."""
-    height, width = images.shape[1:3]
-    side_share = np.sqrt(1.0 - rng.beta(alpha, alpha))
-    box = (round(height * side_share), round(width * side_share))
-    partner = rng.permutation(len(images))
-    mask = box_mask(1, (height, width), box, rng)[0]
-    out = images.copy()
-    out[:, mask] = images[partner][:, mask]
-    pasted = mask.mean()
-    return out, ((1 - pasted) * labels + pasted * labels[partner]).astype(np.float32)
-
-
-def mirror_half(images: np.ndarray, seed: int | None) -> np.ndarray:
-    """A copy with a fixed, seeded random half of the images mirrored left-right.
-
-    The first epoch of the alternating flip: every later odd epoch mirrors the whole set, so
-    each image is seen once each way in every two epochs instead of by chance.
-    """
-    mirrored = np.random.default_rng(seed).random(len(images)) < 0.5
-    out = images.copy()
-    out[mirrored] = out[mirrored][:, :, ::-1]
-    return out
-
-
-# --- The per-batch pipeline of the train stage ---------------------------------------------------
-
-BatchTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class OnlineAugmentation:
-    """What happens to every training batch, in this order: crop+flip, colour jitter, cutout,
-    then MixUp or CutMix (both on: one of the two per batch, evenly)."""
-
-    crop_pixels: int | None = None  # None: no crop and flip
-    flip: str = "random"  # with the crop: "random" half of each batch, or "alternating"
-    color_jitter: float = 0.0
-    cutout_fraction: float = 0.0
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-
-    @property
-    def active(self) -> bool:
-        return self.crop_pixels is not None or any(
-            value > 0
-            for value in (
-                self.color_jitter,
-                self.cutout_fraction,
-                self.mixup_alpha,
-                self.cutmix_alpha,
-            )
-        )
-
-    @property
-    def alternating_flip(self) -> bool:
-        """Whether the training images must be pre-mirrored by `mirror_half` (epoch 0)."""
-        return self.crop_pixels is not None and self.flip == "alternating"
-
-    def batch_transform(self, seed: int | None, steps_per_epoch: int = 1) -> BatchTransform | None:
-        """A stateful (images uint8, one-hot labels) -> same function; None when nothing is on.
-
-        One generator serves every batch, so a seed fixes the whole sequence of draws as long
-        as batches arrive in order. The alternating flip counts batches to know the epoch: it
-        mirrors every batch of the odd epochs (the images were pre-mirrored by mirror_half).
-        """
-        if not self.active:
-            return None
-        rng = np.random.default_rng(None if seed is None else seed + 1)
-        batches = itertools.count()
-
-        def transform(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            if self.crop_pixels is not None:
-                images = random_crop_flip(
-                    images, rng, self.crop_pixels, flip=not self.alternating_flip
-                )
-                if self.alternating_flip and (next(batches) // steps_per_epoch) % 2:
-                    images = images[:, :, ::-1]
-            if self.color_jitter > 0:
-                images = jitter_colors(images, rng, self.color_jitter)
-            if self.cutout_fraction > 0:
-                images = cutout(images, rng, self.cutout_fraction)
-            mixers = [
-                (mix, alpha)
-                for mix, alpha in ((mixup, self.mixup_alpha), (cutmix, self.cutmix_alpha))
-                if alpha > 0
-            ]
-            if mixers:
-                mix, alpha = mixers[rng.integers(len(mixers))] if len(mixers) > 1 else mixers[0]
-                images, labels = mix(images, labels, rng, alpha)
-            return images, labels.astype(np.float32)
-
-        return transform

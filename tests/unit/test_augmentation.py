@@ -12,15 +12,10 @@ from imgclf.augmentation import (
     draw_affine,
     preview_grid,
 )
+from support.images import random_images
 
 FULL = {"flip": True, "rotation_degrees": 20.0, "translate_fraction": 0.1, "crop_fraction": 0.2}
 NONE = {"flip": False, "rotation_degrees": 0.0, "translate_fraction": 0.0, "crop_fraction": 0.0}
-
-
-def random_images(count: int, side: int = 12, channels: int = 3, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(
-        0, 256, (count, side, side, channels), dtype=np.uint8
-    )
 
 
 def make_draw(count: int = 1, **values: float | bool) -> AffineDraw:
@@ -206,27 +201,7 @@ def test_draw_affine_scales_each_shift_by_its_own_side() -> None:
     assert np.abs(draw.shift_x).max() > 12.0
 
 
-def test_random_crop_flip_takes_a_window_of_the_mirror_padded_image() -> None:
-    from imgclf.augmentation import random_crop_flip
-
-    images = random_images(12, side=6, seed=3)
-    out = random_crop_flip(images, np.random.default_rng(0), 2)
-    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
-    flipped = 0
-    for index in range(len(images)):
-        windows = [
-            padded[index, top : top + 6, left : left + 6] for top in range(5) for left in range(5)
-        ]
-        plain = any(np.array_equal(out[index], window) for window in windows)
-        mirrored = any(np.array_equal(out[index], window[:, ::-1]) for window in windows)
-        assert plain or mirrored
-        flipped += mirrored and not plain
-    assert 0 < flipped < len(images)
-    same_seed = random_crop_flip(images, np.random.default_rng(0), 2)
-    np.testing.assert_array_equal(out, same_seed)
-
-
-# --- Colour jitter, cutout, MixUp, CutMix and the per-batch pipeline --------------------------
+# --- Colour jitter and cutout -----------------------------------------------------------------
 
 
 def test_zero_jitter_is_identity_and_gray_stays_gray() -> None:
@@ -284,76 +259,6 @@ def test_cutout_erases_one_grey_square_and_nothing_else() -> None:
     assert images.max() == 0  # the input is left alone
 
 
-def test_mixup_blends_images_and_labels_by_one_weight() -> None:
-    from imgclf.augmentation import mixup
-
-    images = random_images(8)
-    labels = np.eye(4, dtype=np.float32)[np.arange(8) % 4]
-    out, mixed = mixup(images, labels, np.random.default_rng(5), 0.4)
-    reference = np.random.default_rng(5)
-    weight = reference.beta(0.4, 0.4)
-    partner = reference.permutation(8)
-    expected = np.rint(weight * images.astype(np.float64) + (1 - weight) * images[partner])
-    assert np.abs(out.astype(np.float64) - expected).max() <= 1
-    np.testing.assert_allclose(mixed, weight * labels + (1 - weight) * labels[partner], atol=1e-6)
-    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-6)
-    assert out.dtype == np.uint8 and mixed.dtype == np.float32
-
-
-def test_cutmix_labels_follow_the_pasted_area() -> None:
-    from imgclf.augmentation import cutmix
-
-    images = np.stack([np.full((8, 8, 1), value, np.uint8) for value in range(0, 240, 30)])
-    labels = np.eye(8, dtype=np.float32)
-    out, mixed = cutmix(images, labels, np.random.default_rng(4), 1.0)
-    for index in range(8):
-        own = (out[index] == images[index, 0, 0]).mean()
-        assert mixed[index, index] == pytest.approx(own) or own == 1.0  # partner may be itself
-        np.testing.assert_allclose(mixed[index].sum(), 1.0, atol=1e-6)
-    assert 0 < (out != images).any(axis=(1, 2, 3)).sum() <= 8
-
-
-def test_online_augmentation_off_on_and_seeded() -> None:
-    from imgclf.augmentation import OnlineAugmentation
-
-    assert OnlineAugmentation().batch_transform(0) is None
-    images = random_images(16)
-    labels = np.eye(4, dtype=np.float32)[np.arange(16) % 4]
-    online = OnlineAugmentation(crop_pixels=2, color_jitter=0.2, cutout_fraction=0.3)
-    first = online.batch_transform(1)(images, labels)
-    again = online.batch_transform(1)(images, labels)
-    other = online.batch_transform(2)(images, labels)
-    np.testing.assert_array_equal(first[0], again[0])
-    assert not np.array_equal(first[0], other[0])
-    np.testing.assert_array_equal(first[1], labels)  # no mixing: labels stay one-hot
-    both = OnlineAugmentation(mixup_alpha=1.0, cutmix_alpha=1.0).batch_transform(0)
-    kinds = set()
-    for _ in range(12):
-        out, mixed = both(images, labels)
-        assert out.dtype == np.uint8 and mixed.shape == labels.shape
-        # CutMix leaves some pixels untouched in every image; MixUp blends all of them.
-        kinds.add("cutmix" if (out == images).all(axis=3).any(axis=(1, 2)).all() else "mixup")
-    assert kinds == {"mixup", "cutmix"}
-
-
-def test_tf_batches_carry_soft_labels_from_mixup() -> None:
-    from imgclf.augmentation import OnlineAugmentation
-    from imgclf.training.inputs import make_dataset
-
-    images = random_images(24, side=8)
-    labels = np.arange(24) % 3
-    online = OnlineAugmentation(crop_pixels=1, mixup_alpha=1.0)
-    batches = [
-        (np.asarray(batch), np.asarray(soft))
-        for batch, soft in make_dataset(images, labels, 3, 8, shuffle_seed=0, online=online)
-    ]
-    assert len(batches) == 3
-    for batch, soft in batches:
-        assert batch.dtype == np.uint8 and batch.shape == (8, 8, 8, 3)
-        np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-6)
-    assert any(((soft > 0) & (soft < 1)).any() for _, soft in batches)
-
-
 def test_offline_copies_get_jitter_and_cutout() -> None:
     from imgclf.augmentation import CUTOUT_FILL
 
@@ -373,35 +278,3 @@ def test_augment_params_reject_out_of_range_values() -> None:
     for key, value in (("mixup_alpha", -1), ("color_jitter", 1.0), ("cutout_fraction", 2)):
         with pytest.raises(ParamsError, match=f"augment.{key}"):
             parse_params({"augment": {key: value}})
-
-
-def test_mirror_half_mirrors_a_seeded_half_exactly() -> None:
-    from imgclf.augmentation import mirror_half
-
-    images = random_images(40)
-    out = mirror_half(images, seed=3)
-    mirrored = [not np.array_equal(a, b) for a, b in zip(out, images, strict=True)]
-    for index, flag in enumerate(mirrored):
-        expected = images[index][:, ::-1] if flag else images[index]
-        np.testing.assert_array_equal(out[index], expected)
-    assert 10 < sum(mirrored) < 30
-    np.testing.assert_array_equal(out, mirror_half(images, seed=3))
-
-
-def test_alternating_flip_mirrors_every_batch_of_the_odd_epochs_only() -> None:
-    from imgclf.augmentation import OnlineAugmentation
-
-    images = random_images(8)
-    labels = np.eye(4, dtype=np.float32)[np.arange(8) % 4]
-    # No room to shift (0 px): what comes out is the batch or its mirror, nothing random.
-    online = OnlineAugmentation(crop_pixels=0, flip="alternating")
-    assert online.alternating_flip
-    transform = online.batch_transform(0, steps_per_epoch=2)
-    outputs = [transform(images, labels)[0] for _ in range(6)]  # 3 epochs of 2 batches
-    for batch, out in enumerate(outputs):
-        odd_epoch = (batch // 2) % 2 == 1
-        np.testing.assert_array_equal(out, images[:, :, ::-1] if odd_epoch else images)
-    # The random flip mirrors some images of a batch, not all or none.
-    randomly = OnlineAugmentation(crop_pixels=0).batch_transform(0)(images, labels)[0]
-    same = [np.array_equal(a, b) for a, b in zip(randomly, images, strict=True)]
-    assert 0 < sum(same) < len(images)

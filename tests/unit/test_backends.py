@@ -20,7 +20,7 @@ from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.model.losses import build_loss, class_weights_from_labels
 from imgclf.model.optimizers import build_optimizer
 from imgclf.params import parse_params
-from imgclf.augmentation import OnlineAugmentation
+from imgclf.online_augmentation import OnlineAugmentation
 from imgclf.training.classifier import channel_statistics
 from imgclf.training.fit import fit_model
 from imgclf.training.inputs import make_dataset
@@ -134,7 +134,7 @@ def test_one_tiny_epoch_under_each_backend_and_models_cross_over(tmp_path: Path)
 def test_crop_flip_feeding_keeps_shapes_and_labels(pad: int) -> None:
     import numpy as np
 
-    from imgclf.augmentation import random_crop_flip
+    from imgclf.online_augmentation import random_crop_flip
     from imgclf.training.inputs import ArrayBatches
 
     images = np.arange(6 * 8 * 8 * 3, dtype=np.uint8).reshape(6, 8, 8, 3)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from imgclf.augmentation import OnlineAugmentation, mirror_half
+from imgclf.online_augmentation import OnlineAugmentation, mirror_half
 
 if TYPE_CHECKING:
     from imgclf.params import AugmentParams
