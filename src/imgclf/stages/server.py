@@ -29,6 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="imgclf server",
         description="Start the team's MLflow tracking server on PostgreSQL (docs/scaling.md).",
     )
+    _add_storage_options(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=5000, help="(default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=4, help="(default: %(default)s)")
+    _add_auth_options(parser)
+    return parser
+
+
+def _add_storage_options(parser: argparse.ArgumentParser) -> None:
+    """Where the server keeps runs (PostgreSQL) and artifacts."""
     # Database URIs hold passwords: their defaults come from variables, out of `ps`.
     _add_database_option(
         parser,
@@ -43,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the server keeps artifacts: a folder, s3://..., gs://... "
         "(default: %(default)s)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=5000, help="(default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=4, help="(default: %(default)s)")
+
+
+def _add_auth_options(parser: argparse.ArgumentParser) -> None:
+    """Who may use the server: MLflow's basic-auth app, its users database and permissions."""
     parser.add_argument(
         "--auth", action="store_true", help="MLflow's basic-auth app: every request signs in"
     )
@@ -68,7 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback --host without --auth (a proxy in front signs users in)",
     )
-    return parser
 
 
 def settings_from(args: argparse.Namespace, cwd: Path) -> ServerSettings:
