@@ -92,25 +92,15 @@ def train_as_chief(
     setup: Setup,
 ) -> dict[str, Any]:
     """Resume, fit inside the MLflow run, save and record; the train.json metrics."""
-    from imgclf import distribution
     from imgclf.tracking import artifacts, epoch_logger, runs
-    from imgclf.training import checkpoint
 
-    dist, plan = connection.dist, setup.plan
-    state_folder = connection.project_root / BACKUP_FOLDER / plan.backup_key
-    # Workers on other machines cannot read the chief's state: multi-worker runs start over.
-    claim = (
-        contextlib.nullcontext(checkpoint.TrainingBackup(None))
-        if dist.kind == "multi_worker"
-        else checkpoint.claim_backup(state_folder)
-    )
+    state_folder = connection.project_root / BACKUP_FOLDER / setup.plan.backup_key
+    claim = _claim_backup(connection.dist, state_folder)
     tags = _tags(files, environ, connection, setup)
     with claim as backup:
-        with dist.scope():
-            resume = backup.restore(setup.model)
+        resume = _restore(backup, setup, connection.dist, state_folder)
         if resume is not None:
             tags["resumed_from_epoch"] = str(resume.epoch)
-            print(f"train: resuming after epoch {resume.epoch} from {state_folder}")
         with runs.start_run(
             connection.experiment_id,
             environ.get("DVC_EXP_NAME") or None,
@@ -122,29 +112,16 @@ def train_as_chief(
             run_id = run.info.run_id
             backup.remember_run(run_id)
             write_json(
-                files.run_info,
-                {"run_id": run_id, "experiment_id": connection.experiment_id},
+                files.run_info, {"run_id": run_id, "experiment_id": connection.experiment_id}
             )
             logger = epoch_logger.EpochLogger(
                 run_id,
                 epoch_logger.unlogged_epochs(run_id, resume.history) if resume else (),
             )
+            result = _fit_checked(
+                setup, connection, logger=logger, resume=resume, backup=backup, files=files
+            )
             pruning = connection.pruning
-            with distribution.reporting_lost_workers(dist):
-                result = setup.fit(
-                    callbacks=[
-                        *setup.averaging,
-                        logger,
-                        *([pruning] if pruning else []),
-                    ],
-                    resume=resume,
-                    backup=backup,
-                    history_path=files.history,
-                )
-            pruned = pruning is not None and pruning.pruned
-            if result.diverged(len(result.history) if pruned else plan.epochs):
-                backup.clear()  # the same params would diverge again: nothing to resume
-                raise ImgclfError(DIVERGED)
             metrics, serving = _save(files, params, setup, result, (run_id, pruning))
             retry_seconds = float(environ.get("IMGCLF_MLFLOW_RETRY_SECONDS", RETRY_SECONDS))
             artifacts.finish_logging(
@@ -155,6 +132,50 @@ def train_as_chief(
             )
         backup.clear()  # finished and recorded: nothing is left to resume
     return metrics
+
+
+def _claim_backup(dist, state_folder: Path) -> contextlib.AbstractContextManager:
+    """The resumable state this run owns while it trains (the lock is taken on entering)."""
+    from imgclf.training import checkpoint
+
+    # Workers on other machines cannot read the chief's state: multi-worker runs start over.
+    if dist.kind == "multi_worker":
+        return contextlib.nullcontext(checkpoint.TrainingBackup(None))
+    return checkpoint.claim_backup(state_folder)
+
+
+def _restore(backup, setup: Setup, dist, state_folder: Path):
+    """Load an interrupted run's weights and state into the model; None when there is none."""
+    with dist.scope():
+        resume = backup.restore(setup.model)
+    if resume is not None:
+        print(f"train: resuming after epoch {resume.epoch} from {state_folder}")
+    return resume
+
+
+def _fit_checked(
+    setup: Setup, connection: Connection, *, logger, resume, backup, files: TrainFiles
+):
+    """Fit with the run's callbacks and return the result; a diverged fit clears the state."""
+    from imgclf import distribution
+
+    pruning = connection.pruning
+    with distribution.reporting_lost_workers(connection.dist):
+        result = setup.fit(
+            callbacks=[
+                *setup.averaging,
+                logger,
+                *([pruning] if pruning else []),
+            ],
+            resume=resume,
+            backup=backup,
+            history_path=files.history,
+        )
+    pruned = pruning is not None and pruning.pruned
+    if result.diverged(len(result.history) if pruned else setup.plan.epochs):
+        backup.clear()  # the same params would diverge again: nothing to resume
+        raise ImgclfError(DIVERGED)
+    return result
 
 
 def _tags(
