@@ -81,3 +81,13 @@ def test_the_page_gives_the_ratio_and_its_verdict(tmp_path: Path, pruned_seconds
     assert f"pruned / full = **{ratio:.2f}** (target: at most 0.50: {verdict})" in page
     assert "| `optimizer.lr` |" in page  # the searched keys come from the measurements
     assert "dvc exp run -S optimizer.lr=0.2" in page  # the full study's best trial, reproducible
+
+
+def test_the_curve_table_ranks_trials_by_their_last_epoch() -> None:
+    study = _study([60.0, 60.0], ["COMPLETE", "COMPLETE"], [0.7, 0.72])
+    study["trials"][0]["val_accuracy_by_epoch"] = [0.45, 0.70]  # leads early, ends second
+    study["trials"][1]["val_accuracy_by_epoch"] = [0.35, 0.72]
+    table = tune_pruning._curve_table(study)
+    assert table[0] == "| trial | epoch 1 | epoch 2 | final rank |"
+    assert table[2:] == ["| 0 | 0.450 | 0.700 | 2 |", "| 1 | 0.350 | 0.720 | 1 |"]
+    assert tune_pruning._curve_table(_study([1.0], ["COMPLETE"], [0.5])) == []  # none recorded
