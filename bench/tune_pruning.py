@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 OUT = REPO / "docs" / "tuning.md"
 RAW = REPO / "docs" / "results" / "tune_pruning.json"
-PRUNER = {"pruner": "successive_halving", "pruner_warmup_epochs": 1, "pruner_reduction_factor": 3}
+# The pruner of the pruned study; --warmup-epochs and --reduction-factor change it.
+PRUNER = {"pruner": "successive_halving", "pruner_warmup_epochs": 2, "pruner_reduction_factor": 2}
 
 
 def extract_subset(archive: Path, destination: Path, per_class: int) -> int:
@@ -174,6 +175,37 @@ def seed_noise(project: Path, env: dict[str, str], values: dict, seeds: list[int
     return accuracies
 
 
+def pruner_settings(args: argparse.Namespace) -> dict:
+    return {
+        **PRUNER,
+        "pruner_warmup_epochs": args.warmup_epochs,
+        "pruner_reduction_factor": args.reduction_factor,
+    }
+
+
+def rerun_pruned(args: argparse.Namespace, measured: dict) -> dict:
+    """A new pruned study in the last run's project, against its full study and seed runs.
+
+    The study it replaces stays in the measurements (and on the page) as an earlier pruner.
+    """
+    from support.project import pipeline_env
+
+    project = args.workdir / "project"
+    if not (project / "mlruns" / "optuna.db").is_file():
+        raise SystemExit(f"no benchmark project in {project}: run the whole benchmark first")
+    earlier = {"pruner": measured["pruner"], "study": measured["pruned"], "why": args.why}
+    pruner = pruner_settings(args)
+    _set_tune(project, **pruner)
+    env = pipeline_env({"PYTHONPATH": str(REPO / "src")})
+    name = f"pruned-{len(measured.get('earlier_pruned', [])) + 1}"
+    return {
+        **measured,
+        "pruner": pruner,
+        "pruned": run_study(project, env, name, measured["trials"]),
+        "earlier_pruned": [*measured.get("earlier_pruned", []), earlier],
+    }
+
+
 def measure(args: argparse.Namespace) -> dict:
     from support.project import make_project, pipeline_env
 
@@ -196,7 +228,7 @@ def measure(args: argparse.Namespace) -> dict:
     defaults = _train_json(project, None)
     full = run_study(project, env, "full", args.trials)
     (args.workdir / "full.json").write_text(json.dumps(full, indent=2), encoding="utf-8")
-    _set_tune(project, **PRUNER)
+    _set_tune(project, **pruner_settings(args))
     pruned = run_study(project, env, "pruned", args.trials)
     noise = seed_noise(project, env, full["best_values"], args.noise_seeds)
     return {
@@ -205,7 +237,7 @@ def measure(args: argparse.Namespace) -> dict:
         "trials": args.trials,
         "seed": args.seed,
         "space": _shipped_space(),
-        "pruner": PRUNER,
+        "pruner": pruner_settings(args),
         "defaults": {
             "best_val_accuracy": defaults["best_val_accuracy"],
             "train_seconds": defaults["train_seconds"],
@@ -281,6 +313,23 @@ def _rungs_text(pruner: dict, epochs: int) -> str:
     )
 
 
+def _earlier_lines(measured: dict, full: dict, spread: float) -> list[str]:
+    """One line per pruner measured before the one above, against the same full study."""
+    lines = []
+    for entry in measured.get("earlier_pruned", []):
+        pruner, study = entry["pruner"], entry["study"]
+        ratio = study["train_seconds"] / full["train_seconds"]
+        gap = full["best_val_accuracy"] - study["best_val_accuracy"]
+        lines.append(
+            f"- Measured before it, against the same full study: `{pruner['pruner']}` with "
+            f"warm-up {pruner['pruner_warmup_epochs']} and factor "
+            f"{pruner['pruner_reduction_factor']}: pruned / full = {ratio:.2f}, best val "
+            f"accuracy {study['best_val_accuracy']:.4f} (difference {gap:+.4f}, "
+            f"{'within' if abs(gap) <= spread else 'outside'} the seed spread). {entry['why']}"
+        )
+    return lines
+
+
 def write_report(measured: dict, out: Path) -> None:
     full, pruned, defaults = measured["full"], measured["pruned"], measured["defaults"]
     ratio = pruned["train_seconds"] / full["train_seconds"]
@@ -337,7 +386,9 @@ def write_report(measured: dict, out: Path) -> None:
         f"study's best setting trained with `train.seed` 0, {other_seeds} scores "
         f"{noise_text} (spread {spread:.4f}); the difference is "
         f"{'within' if within else 'outside'} that spread.",
-        f"- Wall time of the whole benchmark (baseline, both studies, seed runs): "
+        *_earlier_lines(measured, full, spread),
+        f"- Wall time of the {'first ' if measured.get('earlier_pruned') else ''}benchmark run "
+        "(baseline, the full and the first pruned study, seed runs): "
         f"{measured['total_seconds'] / 60:.1f} min on this machine's 2 shared cores; trials "
         "also pay for process start-up and the evaluate stage, which pruning does not shorten.",
         "",
@@ -413,8 +464,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise-seeds", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--warmup-epochs", type=int, default=PRUNER["pruner_warmup_epochs"])
+    parser.add_argument("--reduction-factor", type=int, default=PRUNER["pruner_reduction_factor"])
+    parser.add_argument(
+        "--rerun-pruned",
+        action="store_true",
+        help="only a new pruned study, in --workdir's project from the last run (same full study)",
+    )
+    parser.add_argument("--why", default="", help="with --rerun-pruned: why the pruner changed")
     args = parser.parse_args()
-    if not args.report_only:
+    if args.rerun_pruned:
+        measured = rerun_pruned(args, json.loads(RAW.read_text(encoding="utf-8")))
+        RAW.write_text(json.dumps(measured, indent=2), encoding="utf-8")
+    elif not args.report_only:
         if args.data is None:
             parser.error("give the CIFAR-10 JPEG archive (or --report-only)")
         measured = measure(args)

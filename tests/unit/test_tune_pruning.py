@@ -91,3 +91,15 @@ def test_the_curve_table_ranks_trials_by_their_last_epoch() -> None:
     assert table[0] == "| trial | epoch 1 | epoch 2 | final rank |"
     assert table[2:] == ["| 0 | 0.450 | 0.700 | 2 |", "| 1 | 0.350 | 0.720 | 1 |"]
     assert tune_pruning._curve_table(_study([1.0], ["COMPLETE"], [0.5])) == []  # none recorded
+
+
+def test_an_earlier_pruner_stays_on_the_page_with_its_own_verdict(tmp_path: Path) -> None:
+    measured = _measured([60, 40, 40])
+    earlier = _study([60, 10, 10], ["COMPLETE", "PRUNED", "PRUNED"], [0.70, 0.40, 0.41])
+    measured["earlier_pruned"] = [{"pruner": PRUNER, "study": earlier, "why": "Too eager."}]
+    out = tmp_path / "tuning.md"
+    tune_pruning.write_report(measured, out)
+    page = out.read_text(encoding="utf-8")
+    assert "warm-up 1 and factor 3: pruned / full = 0.44, best val accuracy 0.7000" in page
+    assert "(difference +0.0200, within the seed spread). Too eager." in page
+    assert "Wall time of the first benchmark run" in page
