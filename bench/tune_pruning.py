@@ -440,12 +440,11 @@ def write_report(measured: dict, out: Path) -> None:
     if curves:
         lines += [
             "",
-            "## Why early epochs rank trials badly here",
+            "## Val accuracy by epoch, full study",
             "",
-            "The full study's val accuracy after every epoch (its MLflow runs). Under the fast "
-            "recipe's linear decay and weight averaging, the high learning rates trail until "
-            "the last epoch and then overtake: a pruner comparing trials early stops the "
-            "eventual winners.",
+            "Each trial's val accuracy after every epoch (its MLflow run) and its rank at the "
+            "end. A pruner compares trials at its rungs: where the early columns rank the "
+            "trials otherwise than the last one, pruning there stops eventual winners.",
             "",
             *curves,
         ]
