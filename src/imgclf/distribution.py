@@ -29,6 +29,16 @@ LR_SCALING = {
 _CLUSTER_JOBS = ("chief", "worker")
 
 
+def global_batch_size(batch_size: int, replicas: int) -> int:
+    """What one step consumes over all replicas: train.batch_size is per replica."""
+    return batch_size * replicas
+
+
+def scaled_learning_rate(learning_rate: float, lr_scaling: str, replicas: int) -> float:
+    """The peak learning rate for `replicas` replicas under train.lr_scaling."""
+    return learning_rate * LR_SCALING[lr_scaling](replicas)
+
+
 class DistributionError(ImgclfError, RuntimeError):
     """The cluster is misconfigured, or a worker was lost."""
 
@@ -141,10 +151,10 @@ class Distribution:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     def global_batch_size(self, batch_size: int) -> int:
-        return batch_size * self.num_replicas
+        return global_batch_size(batch_size, self.num_replicas)
 
     def learning_rate(self, learning_rate: float, lr_scaling: str) -> float:
-        return learning_rate * LR_SCALING[lr_scaling](self.num_replicas)
+        return scaled_learning_rate(learning_rate, lr_scaling, self.num_replicas)
 
     def tags(self, batch_size: int, learning_rate: float) -> dict[str, str]:
         """The MLflow tags that record how training was spread."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 if TYPE_CHECKING:
+    import keras
+
     from imgclf.params import ModelParams, RegParams
 
 # Images sampled for the whitening statistics: 5,000 CIFAR images give ~4.5M patches, a

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.distribution import LR_SCALING
+from imgclf.distribution import global_batch_size, scaled_learning_rate
 from imgclf.params import OptimizerParams, Params, flatten_params, lever_warnings
 
 
@@ -47,8 +47,8 @@ def plan_training(
     from imgclf.model.losses import CLASS_WEIGHTED_LOSSES, class_weights_from_labels
 
     settings = params.train
-    global_batch = settings.batch_size * replicas
-    learning_rate = params.optimizer.lr * LR_SCALING[settings.lr_scaling](replicas)
+    global_batch = global_batch_size(settings.batch_size, replicas)
+    learning_rate = scaled_learning_rate(params.optimizer.lr, settings.lr_scaling, replicas)
     weights = None
     if params.loss.name in CLASS_WEIGHTED_LOSSES:
         weights = tuple(float(w) for w in class_weights_from_labels(train_labels, num_classes))
