@@ -54,7 +54,15 @@ def _crossentropy(labels, probabilities):
 
 
 class ProbabilityLoss(keras.losses.Loss):
-    """Base of the imgclf losses: one-hot labels and clipped probabilities into per_example."""
+    """Base of the imgclf losses: one-hot labels and clipped probabilities into per_example.
+
+    A subclass names its constructor arguments in `config_keys`; they are saved with the model.
+    """
+
+    config_keys: tuple[str, ...] = ()
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), **{key: getattr(self, key) for key in self.config_keys}}
 
     def call(self, y_true, y_pred):
         num_classes = y_pred.shape[-1]
@@ -73,6 +81,8 @@ class ProbabilityLoss(keras.losses.Loss):
 class ClassWeightedCrossentropy(ProbabilityLoss):
     """Cross-entropy times the weight of each example's class (for soft labels, their mix)."""
 
+    config_keys = ("class_weights", "label_smoothing")
+
     def __init__(
         self,
         class_weights: Sequence[float],
@@ -89,13 +99,6 @@ class ClassWeightedCrossentropy(ProbabilityLoss):
         example_weight = ops.sum(labels * weights, axis=-1)  # before smoothing spreads the label
         return example_weight * _crossentropy(_smooth(labels, self.label_smoothing), probabilities)
 
-    def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "class_weights": self.class_weights,
-            "label_smoothing": self.label_smoothing,
-        }
-
 
 @keras.saving.register_keras_serializable(package="imgclf")
 class PolyOneCrossentropy(ProbabilityLoss):
@@ -103,6 +106,8 @@ class PolyOneCrossentropy(ProbabilityLoss):
 
     With label smoothing both terms use the smoothed labels, as in the paper's code.
     """
+
+    config_keys = ("epsilon", "label_smoothing")
 
     def __init__(
         self, epsilon: float = 1.0, label_smoothing: float = 0.0, name: str = "poly1", **kwargs
@@ -116,13 +121,6 @@ class PolyOneCrossentropy(ProbabilityLoss):
         true_probability = ops.sum(labels * probabilities, axis=-1)
         return _crossentropy(labels, probabilities) + self.epsilon * (1.0 - true_probability)
 
-    def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "epsilon": self.epsilon,
-            "label_smoothing": self.label_smoothing,
-        }
-
 
 @keras.saving.register_keras_serializable(package="imgclf")
 class SymmetricCrossentropy(ProbabilityLoss):
@@ -130,6 +128,8 @@ class SymmetricCrossentropy(ProbabilityLoss):
 
     The reverse term -sum(p * log(labels)) takes log(SCE_LABEL_FLOOR) for a zero label.
     """
+
+    config_keys = ("alpha", "beta")
 
     def __init__(
         self,
@@ -146,9 +146,6 @@ class SymmetricCrossentropy(ProbabilityLoss):
         reverse = _crossentropy(probabilities, ops.clip(labels, SCE_LABEL_FLOOR, 1.0))
         return self.alpha * forward + self.beta * reverse
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta}
-
 
 @keras.saving.register_keras_serializable(package="imgclf")
 class MulticlassSquaredHinge(ProbabilityLoss):
@@ -157,6 +154,8 @@ class MulticlassSquaredHinge(ProbabilityLoss):
     The logits are recovered as log-probabilities (log-softmax differs from the logits by one
     constant per example, which every margin cancels). Soft labels weight each class's hinge.
     """
+
+    config_keys = ("margin",)
 
     def __init__(self, margin: float = 1.0, name: str = "squared_hinge", **kwargs) -> None:
         super().__init__(name=name, **kwargs)
@@ -172,9 +171,6 @@ class MulticlassSquaredHinge(ProbabilityLoss):
         best_other = ops.where(top > 0, second, first)
         hinge = ops.relu(self.margin + best_other - logits)
         return ops.sum(labels * ops.square(hinge), axis=-1)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "margin": self.margin}
 
 
 LossBuilder = Callable[[LossParams, "Sequence[float] | None"], keras.losses.Loss]
