@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 UI_PORT ?= 5000
 BENCH_DATA ?= ../shared/datasets/cifar10-train-jpg.tar.gz
 BENCH_SEEDS ?= 0 1 2
+# make test runs this many pytest workers (pytest-xdist), each taking whole test files, so a
+# module's shared fixtures and its file order hold; 0 runs the suite in one process.
+TEST_WORKERS ?= 2
 # Stages run `python -m imgclf.stages.*`: the venv's python must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
@@ -16,7 +19,7 @@ install: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
@@ -24,7 +27,7 @@ run: install
 	$(BIN)/dvc repro
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install audit
 	$(BIN)/ruff check src tests bench

@@ -19,5 +19,5 @@ esac
 [ -f "$lock" ] || { echo "install.sh: $lock not found: run from the project root" >&2 && exit 2; }
 
 uv venv --quiet --python "${PYTHON:-python3}" "$venv"
-uv pip install --quiet --python "$venv/bin/python" --constraint "$lock" "$target"
+uv pip install --quiet --compile-bytecode --python "$venv/bin/python" --constraint "$lock" "$target"
 "$(dirname "$0")/check-locked.sh" "$venv" "$lock"
