@@ -69,6 +69,13 @@ def _set_tune(project: Path, **settings) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
+def _bench_env() -> dict[str, str]:
+    """The pipeline's environment, importing imgclf from this checkout."""
+    from support.project import pipeline_env
+
+    return pipeline_env({"PYTHONPATH": str(REPO / "src")})
+
+
 def _train_json(project: Path, rev: str | None) -> dict:
     import dvc.api
 
@@ -78,6 +85,7 @@ def _train_json(project: Path, rev: str | None) -> dict:
 def run_study(project: Path, env: dict[str, str], name: str, trials: int) -> dict:
     """One `imgclf tune` study, every trial trained afresh; its trials and importances."""
     import optuna
+    from mlflow import MlflowClient
 
     from imgclf import tune_report
 
@@ -86,6 +94,7 @@ def run_study(project: Path, env: dict[str, str], name: str, trials: int) -> dic
     wall, output = _run(command, project, env)
     storage = f"sqlite:///{project / 'mlruns' / 'optuna.db'}"
     study = optuna.load_study(study_name=name, storage=storage)
+    client = MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
     rows = []
     for trial in study.trials:
         try:
@@ -101,11 +110,9 @@ def run_study(project: Path, env: dict[str, str], name: str, trials: int) -> dic
                 "best_val_accuracy": metrics["best_val_accuracy"],
                 "epochs": metrics["epochs"],
                 "train_seconds": metrics["train_seconds"],
+                "val_accuracy_by_epoch": val_curve(client, metrics.get("mlflow_run_id")),
             }
         )
-    curves = epoch_curves(project, name)
-    for row in rows:
-        row["val_accuracy_by_epoch"] = curves.get(row["trial"], [])
     importances, missing = tune_report.param_importances(study, seed=0)
     best = study.best_trial
     return {
@@ -121,23 +128,12 @@ def run_study(project: Path, env: dict[str, str], name: str, trials: int) -> dic
     }
 
 
-def epoch_curves(project: Path, study: str) -> dict[int, list[float]]:
-    """Each trial's val accuracy after every epoch, as its MLflow run recorded them."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("imgclf")
-    curves = {}
-    for run in client.search_runs(
-        [experiment.experiment_id], f"tags.`tune.study` = '{study}'", max_results=500
-    ):
-        if run.data.tags.get("tune.role") == "study":
-            continue
-        points = client.get_metric_history(run.info.run_id, "val_accuracy")
-        curves[int(run.data.tags["tune.trial"])] = [
-            round(point.value, 4) for point in sorted(points, key=lambda point: point.step)
-        ]
-    return curves
+def val_curve(client, run_id: str | None) -> list[float]:
+    """A trial's val accuracy after every epoch, as its MLflow run recorded them."""
+    if run_id is None:
+        return []
+    points = client.get_metric_history(run_id, "val_accuracy")
+    return [round(point.value, 4) for point in sorted(points, key=lambda point: point.step)]
 
 
 def _curve_table(study: dict) -> list[str]:
@@ -188,26 +184,23 @@ def rerun_pruned(args: argparse.Namespace, measured: dict) -> dict:
 
     The study it replaces stays in the measurements (and on the page) as an earlier pruner.
     """
-    from support.project import pipeline_env
-
     project = args.workdir / "project"
     if not (project / "mlruns" / "optuna.db").is_file():
         raise SystemExit(f"no benchmark project in {project}: run the whole benchmark first")
     earlier = {"pruner": measured["pruner"], "study": measured["pruned"], "why": args.why}
     pruner = pruner_settings(args)
     _set_tune(project, **pruner)
-    env = pipeline_env({"PYTHONPATH": str(REPO / "src")})
     name = f"pruned-{len(measured.get('earlier_pruned', [])) + 1}"
     return {
         **measured,
         "pruner": pruner,
-        "pruned": run_study(project, env, name, measured["trials"]),
+        "pruned": run_study(project, _bench_env(), name, measured["trials"]),
         "earlier_pruned": [*measured.get("earlier_pruned", []), earlier],
     }
 
 
 def measure(args: argparse.Namespace) -> dict:
-    from support.project import make_project, pipeline_env
+    from support.project import make_project
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     images = extract_subset(args.data, args.workdir / "images", args.per_class)
@@ -222,7 +215,7 @@ def measure(args: argparse.Namespace) -> dict:
             "tune": {"seed": args.seed, "pruner": "none"},
         },
     )
-    env = pipeline_env({"PYTHONPATH": str(REPO / "src")})
+    env = _bench_env()
     started = time.monotonic()
     baseline_seconds, _ = _run([sys.executable, "-m", "dvc", "repro"], project, env)
     defaults = _train_json(project, None)

@@ -103,3 +103,15 @@ def test_an_earlier_pruner_stays_on_the_page_with_its_own_verdict(tmp_path: Path
     assert "warm-up 1 and factor 3: pruned / full = 0.44, best val accuracy 0.7000" in page
     assert "(difference +0.0200, within the seed spread). Too eager." in page
     assert "Wall time of the first benchmark run" in page
+
+
+def test_a_trial_curve_is_its_runs_val_accuracy_in_epoch_order(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("imgclf"))
+    for step, value in ((1, 0.61234), (0, 0.4), (2, 0.7)):  # logged out of order
+        client.log_metric(run.info.run_id, "val_accuracy", value, step=step)
+    client.log_metric(run.info.run_id, "accuracy", 0.9, step=0)  # not val: left out
+    assert tune_pruning.val_curve(client, run.info.run_id) == [0.4, 0.6123, 0.7]
+    assert tune_pruning.val_curve(client, None) == []  # a failed trial recorded no run
