@@ -199,9 +199,35 @@ def rerun_pruned(args: argparse.Namespace, measured: dict) -> dict:
     }
 
 
+def summary(measured: dict) -> dict:
+    """One run of this benchmark in a few figures, kept on the page when the next run replaces
+    it (with the runs it kept in turn)."""
+    full, pruned = measured["full"], measured["pruned"]
+    seeds_best = [full["best_val_accuracy"], *measured["noise_accuracies"]]
+    return {
+        "images": measured["images"],
+        "epochs": measured["epochs"],
+        "trials": measured["trials"],
+        "pruner": measured["pruner"],
+        "full_train_seconds": full["train_seconds"],
+        "pruned_train_seconds": pruned["train_seconds"],
+        "full_best_val_accuracy": full["best_val_accuracy"],
+        "pruned_best_val_accuracy": pruned["best_val_accuracy"],
+        "seed_spread": round(max(seeds_best) - min(seeds_best), 4),
+    }
+
+
+def earlier_runs(previous: dict | None) -> list[dict]:
+    """The runs of this benchmark before this one, oldest first."""
+    if previous is None:
+        return []
+    return [*previous.get("earlier_runs", []), summary(previous)]
+
+
 def measure(args: argparse.Namespace) -> dict:
     from support.project import make_project
 
+    previous = json.loads(RAW.read_text(encoding="utf-8")) if RAW.is_file() else None
     shutil.rmtree(args.workdir, ignore_errors=True)
     images = extract_subset(args.data, args.workdir / "images", args.per_class)
     project = make_project(
@@ -241,6 +267,7 @@ def measure(args: argparse.Namespace) -> dict:
         "noise_seeds": args.noise_seeds,
         "noise_accuracies": noise,
         "total_seconds": round(time.monotonic() - started, 1),
+        "earlier_runs": earlier_runs(previous),
     }
 
 
@@ -306,6 +333,11 @@ def _rungs_text(pruner: dict, epochs: int) -> str:
     )
 
 
+def _within(gap: float, spread: float) -> bool:
+    """Whether an accuracy difference is within the seed spread, as the page prints both."""
+    return round(abs(gap), 4) <= round(spread, 4)
+
+
 def _earlier_lines(measured: dict, full: dict, spread: float) -> list[str]:
     """One line per pruner measured before the one above, against the same full study."""
     lines = []
@@ -318,7 +350,34 @@ def _earlier_lines(measured: dict, full: dict, spread: float) -> list[str]:
             f"warm-up {pruner['pruner_warmup_epochs']} and factor "
             f"{pruner['pruner_reduction_factor']}: pruned / full = {ratio:.2f}, best val "
             f"accuracy {study['best_val_accuracy']:.4f} (difference {gap:+.4f}, "
-            f"{'within' if abs(gap) <= spread else 'outside'} the seed spread). {entry['why']}"
+            f"{'within' if _within(gap, spread) else 'outside'} the seed spread). {entry['why']}"
+        )
+    return lines
+
+
+def _earlier_runs_table(runs: list[dict]) -> list[str]:
+    """The earlier runs of this benchmark (other data, epochs or pruner), as they were measured."""
+    if not runs:
+        return []
+    lines = [
+        "",
+        "## Earlier runs of this benchmark",
+        "",
+        "Each replaced by the run above; the same script and space, other settings.",
+        "",
+        "| images | epochs | trials | pruner (warm-up, factor) | pruned / full train seconds "
+        "| best val full | best val pruned | seed spread | within noise |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        pruner = run["pruner"]
+        gap = run["full_best_val_accuracy"] - run["pruned_best_val_accuracy"]
+        lines.append(
+            f"| {run['images']:,} | {run['epochs']} | {run['trials']} | {pruner['pruner']} "
+            f"({pruner['pruner_warmup_epochs']}, {pruner['pruner_reduction_factor']}) | "
+            f"{run['pruned_train_seconds'] / run['full_train_seconds']:.2f} | "
+            f"{run['full_best_val_accuracy']:.4f} | {run['pruned_best_val_accuracy']:.4f} | "
+            f"{run['seed_spread']:.4f} | {'yes' if _within(gap, run['seed_spread']) else 'no'} |"
         )
     return lines
 
@@ -329,7 +388,7 @@ def write_report(measured: dict, out: Path) -> None:
     seeds_best = [full["best_val_accuracy"], *measured["noise_accuracies"]]
     spread = max(seeds_best) - min(seeds_best)
     gap = full["best_val_accuracy"] - pruned["best_val_accuracy"]
-    within = abs(gap) <= spread
+    within = _within(gap, spread)
     pruner = measured["pruner"]
     keys = list(measured["space"])
     shipped = _shipped_values(keys)
@@ -441,6 +500,7 @@ def write_report(measured: dict, out: Path) -> None:
             "",
             *curves,
         ]
+    lines += _earlier_runs_table(measured.get("earlier_runs", []))
     lines += ["", "## Every trial", "", "No pruner:", "", *_trial_table(full, keys), ""]
     lines += [f"{pruner['pruner']}:", "", *_trial_table(pruned, keys), ""]
     out.write_text("\n".join(lines), encoding="utf-8")
@@ -450,8 +510,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="?", help="cifar10-train-jpg.tar.gz")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/imgclf-tune-bench"))
-    parser.add_argument("--per-class", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--per-class", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise-seeds", type=int, nargs="*", default=[1, 2])
