@@ -199,16 +199,16 @@ def rerun_pruned(args: argparse.Namespace, measured: dict) -> dict:
     }
 
 
-def summary(measured: dict) -> dict:
-    """One run of this benchmark in a few figures, kept on the page when the next run replaces
-    it (with the runs it kept in turn)."""
-    full, pruned = measured["full"], measured["pruned"]
+def summary(measured: dict, pruner: dict, pruned: dict) -> dict:
+    """One pruned study of a run of this benchmark, against that run's full study, in a few
+    figures: kept on the page when the next run replaces the run."""
+    full = measured["full"]
     seeds_best = [full["best_val_accuracy"], *measured["noise_accuracies"]]
     return {
         "images": measured["images"],
         "epochs": measured["epochs"],
         "trials": measured["trials"],
-        "pruner": measured["pruner"],
+        "pruner": pruner,
         "full_train_seconds": full["train_seconds"],
         "pruned_train_seconds": pruned["train_seconds"],
         "full_best_val_accuracy": full["best_val_accuracy"],
@@ -218,10 +218,17 @@ def summary(measured: dict) -> dict:
 
 
 def earlier_runs(previous: dict | None) -> list[dict]:
-    """The runs of this benchmark before this one, oldest first."""
+    """The pruned studies of the runs of this benchmark before this one, oldest first."""
     if previous is None:
         return []
-    return [*previous.get("earlier_runs", []), summary(previous)]
+    studies = [
+        *((entry["pruner"], entry["study"]) for entry in previous.get("earlier_pruned", [])),
+        (previous["pruner"], previous["pruned"]),
+    ]
+    return [
+        *previous.get("earlier_runs", []),
+        *(summary(previous, pruner, study) for pruner, study in studies),
+    ]
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -333,6 +340,28 @@ def _rungs_text(pruner: dict, epochs: int) -> str:
     )
 
 
+def _what_pruning_stopped(full: dict, pruned: dict) -> str:
+    """Where the trials the pruner stopped would have ranked in the full study (settings both
+    studies tried), and where the pruned study's best ranks there."""
+    scores = sorted((row["best_val_accuracy"] for row in full["trials"]), reverse=True)
+    rank = {row["trial"]: scores.index(row["best_val_accuracy"]) + 1 for row in full["trials"]}
+    both = [
+        (ours, theirs)
+        for ours, theirs in zip(full["trials"], pruned["trials"], strict=True)
+        if ours["values"] == theirs["values"]
+    ]
+    stopped = sorted(rank[ours["trial"]] for ours, theirs in both if theirs["state"] == "PRUNED")
+    best = [rank[ours["trial"]] for ours, theirs in both if theirs["trial"] == pruned["best_trial"]]
+    text = (
+        f"- What the pruner stopped: of the {len(both)} settings both studies tried, it stopped "
+        f"{len(stopped)}, which ranked {', '.join(map(str, stopped)) or '-'} of "
+        f"{len(full['trials'])} in the full study"
+    )
+    if best:
+        text += f"; the pruned study's best setting ranked {best[0]} there"
+    return text + "."
+
+
 def _within(gap: float, spread: float) -> bool:
     """Whether an accuracy difference is within the seed spread, as the page prints both."""
     return round(abs(gap), 4) <= round(spread, 4)
@@ -363,7 +392,8 @@ def _earlier_runs_table(runs: list[dict]) -> list[str]:
         "",
         "## Earlier runs of this benchmark",
         "",
-        "Each replaced by the run above; the same script and space, other settings.",
+        "The same search space; each row is one pruned study against the full study of its own "
+        "run, with that run's seed spread.",
         "",
         "| images | epochs | trials | pruner (warm-up, factor) | pruned / full train seconds "
         "| best val full | best val pruned | seed spread | within noise |",
@@ -438,6 +468,7 @@ def write_report(measured: dict, out: Path) -> None:
         f"study's best setting trained with `train.seed` 0, {other_seeds} scores "
         f"{noise_text} (spread {spread:.4f}); the difference is "
         f"{'within' if within else 'outside'} that spread.",
+        _what_pruning_stopped(full, pruned),
         *_earlier_lines(measured, full, spread),
         f"- Wall time of the {'first ' if measured.get('earlier_pruned') else ''}benchmark run "
         "(baseline, the full and the first pruned study, seed runs): "

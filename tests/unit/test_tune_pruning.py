@@ -105,12 +105,29 @@ def test_an_earlier_pruner_stays_on_the_page_with_its_own_verdict(tmp_path: Path
     assert "Wall time of the first benchmark run" in page
 
 
+def test_the_page_says_where_the_stopped_trials_would_have_ranked(tmp_path: Path) -> None:
+    measured = _measured([60, 15, 15])  # full: 0.70, 0.72, 0.69; trials 1 and 2 pruned
+    out = tmp_path / "tuning.md"
+    tune_pruning.write_report(measured, out)
+    assert (
+        "of the 3 settings both studies tried, it stopped 2, which ranked 1, 3 of 3 in the full "
+        "study; the pruned study's best setting ranked 2 there."
+    ) in out.read_text(encoding="utf-8")
+    measured["pruned"]["trials"][2]["values"] = {"optimizer.lr": 0.9}  # the sampler diverged
+    assert "of the 2 settings both studies tried, it stopped 1, which ranked 1 of 3" in (
+        tune_pruning._what_pruning_stopped(measured["full"], measured["pruned"])
+    )
+
+
 def test_a_new_run_keeps_the_runs_before_it_on_the_page(tmp_path: Path) -> None:
     first = _measured([60, 40, 40])  # 0.78 of the seconds, best val 0.70 against 0.72
+    # A pruned study measured before the run's last one (--rerun-pruned) is kept too.
+    earlier = _study([60, 10, 10], ["COMPLETE", "PRUNED", "PRUNED"], [0.70, 0.40, 0.41])
+    first["earlier_pruned"] = [{"pruner": PRUNER, "study": earlier, "why": ""}]
     second = {**_measured([60, 15, 15]), "earlier_runs": tune_pruning.earlier_runs(first)}
     third = {**_measured([60, 15, 15]), "epochs": 16}
     third["earlier_runs"] = tune_pruning.earlier_runs(second)
-    assert [run["pruned_train_seconds"] for run in third["earlier_runs"]] == [140, 90]
+    assert [run["pruned_train_seconds"] for run in third["earlier_runs"]] == [80, 140, 90]
     assert tune_pruning.earlier_runs(None) == []
     out = tmp_path / "tuning.md"
     tune_pruning.write_report(third, out)
