@@ -203,7 +203,6 @@ def summary(measured: dict, pruner: dict, pruned: dict) -> dict:
     """One pruned study of a run of this benchmark, against that run's full study, in a few
     figures: kept on the page when the next run replaces the run."""
     full = measured["full"]
-    seeds_best = [full["best_val_accuracy"], *measured["noise_accuracies"]]
     return {
         "images": measured["images"],
         "epochs": measured["epochs"],
@@ -213,8 +212,18 @@ def summary(measured: dict, pruner: dict, pruned: dict) -> dict:
         "pruned_train_seconds": pruned["train_seconds"],
         "full_best_val_accuracy": full["best_val_accuracy"],
         "pruned_best_val_accuracy": pruned["best_val_accuracy"],
-        "seed_spread": round(max(seeds_best) - min(seeds_best), 4),
+        "seed_spread": round(_seed_spread(measured), 4),
     }
+
+
+def _seed_scores(measured: dict) -> list[float]:
+    """Best val accuracy of the full study's best setting under train.seed 0 and the others."""
+    return [measured["full"]["best_val_accuracy"], *measured["noise_accuracies"]]
+
+
+def _seed_spread(measured: dict) -> float:
+    scores = _seed_scores(measured)
+    return max(scores) - min(scores)
 
 
 def earlier_runs(previous: dict | None) -> list[dict]:
@@ -415,8 +424,7 @@ def _earlier_runs_table(runs: list[dict]) -> list[str]:
 def write_report(measured: dict, out: Path) -> None:
     full, pruned, defaults = measured["full"], measured["pruned"], measured["defaults"]
     ratio = pruned["train_seconds"] / full["train_seconds"]
-    seeds_best = [full["best_val_accuracy"], *measured["noise_accuracies"]]
-    spread = max(seeds_best) - min(seeds_best)
+    spread = _seed_spread(measured)
     gap = full["best_val_accuracy"] - pruned["best_val_accuracy"]
     within = _within(gap, spread)
     pruner = measured["pruner"]
@@ -456,7 +464,7 @@ def write_report(measured: dict, out: Path) -> None:
             f"{study['train_seconds']:.1f} | {count} of {len(study['trials'])} | "
             f"{study['wall_seconds']:.0f} |"
         )
-    noise_text = ", ".join(f"{value:.4f}" for value in seeds_best)
+    noise_text = ", ".join(f"{value:.4f}" for value in _seed_scores(measured))
     other_seeds = ", ".join(str(seed) for seed in measured["noise_seeds"])
     lines += [
         "",

@@ -78,6 +78,7 @@ class CommandFailed(AssertionError):
     """A command in the project failed: its exit status and the tail of its output."""
 
     def __init__(self, command: list[str], result: subprocess.CompletedProcess) -> None:
+        self.result = result
         super().__init__(
             f"{' '.join(command)} exited {result.returncode}\n"
             f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
@@ -121,7 +122,7 @@ def queue_status(project: Path) -> str | None:
     try:
         return run(["dvc", "queue", "status"], project).stdout
     except CommandFailed as failed:
-        if TORN_READ in str(failed):
+        if TORN_READ in failed.result.stderr:
             return None
         raise
 
