@@ -12,7 +12,7 @@ from imgclf.training.runtime import configure_accelerator, cpu_has_bfloat16_unit
 
 
 @pytest.mark.parametrize(
-    ("setting", "gpu", "amx", "expected"),
+    ("setting", "gpu", "cpu_bfloat16", "expected"),
     [
         ("auto", True, False, "mixed_float16"),
         ("auto", False, True, "mixed_bfloat16"),
@@ -22,8 +22,8 @@ from imgclf.training.runtime import configure_accelerator, cpu_has_bfloat16_unit
         ("off", True, True, "float32"),
     ],
 )
-def test_policy_for_each_setting_and_machine(setting, gpu, amx, expected) -> None:
-    assert precision_policy(setting, gpu, amx) == expected
+def test_policy_for_each_setting_and_machine(setting, gpu, cpu_bfloat16, expected) -> None:
+    assert precision_policy(setting, gpu, cpu_bfloat16) == expected
 
 
 @pytest.mark.integration
@@ -62,11 +62,16 @@ def test_a_bfloat16_fit_learns_and_the_saved_file_reloads(tmp_path: Path) -> Non
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_amx_detection_reads_the_flags_line(tmp_path: Path) -> None:
+def test_bfloat16_detection_reads_the_flags_line(tmp_path: Path) -> None:
     with_amx = tmp_path / "amx"
     with_amx.write_text("model name\t: Xeon\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    zen4 = tmp_path / "zen4"
+    zen4.write_text("model name\t: AMD EPYC\nflags\t\t: fpu avx512f avx512_bf16 avx512vl\n")
     without = tmp_path / "plain"
-    without.write_text("model name\t: amx_bf16 lookalike\nflags\t\t: fpu avx2 avx512_bf16\n")
+    without.write_text(
+        "model name\t: amx_bf16 avx512_bf16 lookalike\nflags\t\t: fpu avx2 avx512f\n"
+    )
     assert cpu_has_bfloat16_units(with_amx) is True
+    assert cpu_has_bfloat16_units(zen4) is True
     assert cpu_has_bfloat16_units(without) is False
     assert cpu_has_bfloat16_units(tmp_path / "missing") is False
