@@ -12,6 +12,12 @@ alone. The reports are generated: do not edit them by hand.
     python bench/run_study.py ../shared/datasets/cifar10-train-jpg.tar.gz --seeds 0 1
     python bench/run_study.py DATA --study fast --seeds 0 1 2
     python bench/run_study.py --report-only [--study fast]   # the page from the saved JSON
+    python bench/run_study.py DATA --study fast --seeds 0 1 2 --add-missing   # fill the gaps
+    python bench/run_study.py DATA --study fast --seeds 0 1 2 --replace       # start over
+
+`--add-missing` runs only the row x seed experiments the saved JSON lacks and adds them to it;
+the page then lists them apart (machine, date, commit) and marks the paired differences that
+compare runs from two different sessions.
 """
 
 from __future__ import annotations
@@ -164,9 +170,9 @@ def experiment_name(row: str, seed: int) -> str:
 
 
 def run_grid(
-    data: Path, seeds: list[int], rows: list[str], workdir: Path, jobs: int, study: Study = LEVERS
+    data: Path, runs: list[tuple[str, int]], workdir: Path, jobs: int, study: Study = LEVERS
 ) -> list:
-    """Queue every row x seed, run the queue, return `dvc exp show --json`."""
+    """Queue every (row, seed) of `runs`, run the queue, return `dvc exp show --json`."""
     from support.project import make_project, pipeline_env
 
     shutil.rmtree(workdir, ignore_errors=True)
@@ -179,13 +185,12 @@ def run_grid(
     # Queued experiments start from the last commit: it must hold the data stages' lock.
     _run(["git", "add", "dvc.lock"], project, env)
     _run(["git", "commit", "-qm", "data stages for the study"], project, env)
-    for seed in seeds:
-        for row in rows:
-            overrides = study.rows[row][1]
-            command = ["dvc", "exp", "run", "--queue", "--name", study.experiment(row, seed)]
-            for key, value in {**study.recipe, **overrides, "train.seed": str(seed)}.items():
-                command += ["-S", f"{key}={value}"]
-            _run(command, project, env)
+    for row, seed in runs:
+        overrides = study.rows[row][1]
+        command = ["dvc", "exp", "run", "--queue", "--name", study.experiment(row, seed)]
+        for key, value in {**study.recipe, **overrides, "train.seed": str(seed)}.items():
+            command += ["-S", f"{key}={value}"]
+        _run(command, project, env)
     started = time.monotonic()
     # The queue's workers outlive `dvc queue start` and would hold captured pipes open.
     subprocess.run(
@@ -196,7 +201,7 @@ def run_grid(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    total = len(rows) * len(seeds)
+    total = len(runs)
     while True:
         time.sleep(30)
         status = _run(["dvc", "queue", "status"], project, env)
@@ -231,6 +236,25 @@ def _file_data(data: dict, section: str, suffix: str) -> dict:
     return {}
 
 
+def missing_runs(
+    shown: list, rows: list[str], seeds: list[int], study: Study = LEVERS
+) -> list[tuple[str, int]]:
+    """The (row, seed) pairs of the grid that have no finished run in `shown`, seeds first."""
+    found = collect(shown, study)
+    have = {(row, record["seed"]) for row, records in found.items() for record in records}
+    return [(row, seed) for seed in seeds for row in rows if (row, seed) not in have]
+
+
+def add_runs(saved: dict, shown: list, addition: dict) -> dict:
+    """The saved study with a later session's `dvc exp show --json` and its details added.
+
+    Rows are read from every commit entry of the list, so the later runs are appended as they
+    are; `addition` (machine, date, commit, jobs, experiments) says where they came from.
+    """
+    meta = {**saved["meta"], "additions": [*saved["meta"].get("additions", []), addition]}
+    return {"meta": meta, "exp_show": [*saved["exp_show"], *shown]}
+
+
 def collect(shown: list, study: Study = LEVERS) -> dict[str, list[dict]]:
     """Row -> one record per finished seed (accuracies, wall time, params) from the JSON.
 
@@ -254,6 +278,7 @@ def collect(shown: list, study: Study = LEVERS) -> dict[str, list[dict]]:
             continue
         rows[match["row"]].append(
             {
+                "experiment": revision["name"],
                 "seed": int(match["seed"]),
                 "score": float(score),
                 "accuracy": float(evaluation["accuracy"]),
@@ -281,15 +306,32 @@ def _gain(records: list[dict], baseline: list[dict]) -> float | None:
     return mean(r["score"] for r in records) - mean(r["score"] for r in baseline)
 
 
-def _paired(records: list[dict], baseline: list[dict]) -> str:
-    """Each seed's change against the recipe run with the same seed (same init, same order)."""
-    recipe = {record["seed"]: record["score"] for record in baseline}
-    pairs = [
-        f"s{r['seed']} {100 * (r['score'] - recipe[r['seed']]):+.2f}"
-        for r in records
-        if r["seed"] in recipe
-    ]
+def _paired(records: list[dict], baseline: list[dict], session: dict[str, int]) -> str:
+    """Each seed's change against the recipe run with the same seed (same init, same order).
+
+    `session` maps an experiment to the session that ran it (0: the first); a pair of runs
+    from two sessions (another machine, maybe other code) is marked with a dagger.
+    """
+    recipe = {record["seed"]: record for record in baseline}
+    pairs = []
+    for r in records:
+        if r["seed"] not in recipe:
+            continue
+        base = recipe[r["seed"]]
+        apart = session.get(r["experiment"], 0) != session.get(base["experiment"], 0)
+        pairs.append(
+            f"s{r['seed']} {100 * (r['score'] - base['score']):+.2f}{'†' if apart else ''}"
+        )
     return ", ".join(pairs) or "—"
+
+
+def _sessions(meta: dict) -> dict[str, int]:
+    """Experiment name -> the session that added it (1, 2, ...; absent: the first run)."""
+    return {
+        name: index
+        for index, addition in enumerate(meta.get("additions", []), start=1)
+        for name in addition["experiments"]
+    }
 
 
 def _verdict(records: list[dict], baseline: list[dict]) -> str:
@@ -344,6 +386,7 @@ def write_report(
     out, plot = out or study.out, plot or study.plot
     rows = collect(shown, study)
     baseline = rows[study.baseline]
+    session = _sessions(meta)
     seeds = sorted({record["seed"] for records in rows.values() for record in records})
     flag = "" if study is LEVERS else f" --study {study.name}"
     ranked_by = (
@@ -403,7 +446,7 @@ def write_report(
             f"| {row} | {description} | {len(records)} | "
             f"{_mean_std([r['score'] for r in records])} | "
             f"{'—' if gain is None or is_base else f'{100 * gain:+.2f}'} | "
-            f"{'—' if is_base else _paired(records, baseline)} | "
+            f"{'—' if is_base else _paired(records, baseline, session)} | "
             f"{middle} | {_mean_std([r['train_seconds'] for r in records], 0)} | "
             f"{'—' if is_base else _verdict(records, baseline)} |"
         )
@@ -447,7 +490,18 @@ def write_report(
     missing = [row for row in study.rows if len(rows[row]) < len(seeds)]
     if missing:
         lines.append(f"- Missing seeds (failed or not run): {', '.join(missing)}.")
-    lines += ["", *meta.get("notes", []), ""]
+    lines += ["", *meta.get("notes", [])]
+    for addition in meta.get("additions", []):
+        lines += [
+            "",
+            f"Added later with `--add-missing`: {', '.join(addition['experiments'])}; run on "
+            f"{addition['machine']}, {addition['date']}, commit {addition['commit']}, "
+            f"`dvc queue start -j {addition['jobs']}`. A paired difference marked † compares "
+            "runs from two sessions (another machine, maybe other code): the same seed gives "
+            "the same initial weights and batch order only where the code drew them the same "
+            "way, and the arithmetic rounds differently on another CPU, so read it as unpaired.",
+        ]
+    lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     write_plot(rows, plot, study)
@@ -463,6 +517,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/imgclf-study"))
     parser.add_argument("--report-only", action="store_true", help="rebuild from the saved JSON")
     parser.add_argument("--note", action="append", default=[], help="a line added to the report")
+    keep = parser.add_mutually_exclusive_group()
+    keep.add_argument(
+        "--add-missing",
+        action="store_true",
+        help="run only the row x seed experiments the saved JSON lacks and add them to it",
+    )
+    keep.add_argument(
+        "--replace", action="store_true", help="start the study over: the saved JSON is replaced"
+    )
     args = parser.parse_args()
     study = STUDIES[args.study]
     rows = args.rows or list(study.rows)
@@ -479,23 +542,44 @@ def main() -> None:
         return
     if args.data is None:
         parser.error("give the class-folder data (or --report-only)")
+    if study.raw.exists() and not (args.add_missing or args.replace):
+        parser.error(
+            f"{study.raw.relative_to(REPO)} already holds this study's runs: --add-missing runs "
+            "only the row x seed experiments it lacks and keeps the rest; --replace starts over"
+        )
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
-    meta = {
-        "data": str(args.data),
-        "data_description": f"{args.data.name} (class folders; preprocess carves a stratified "
-        "test split)",
-        "machine": _machine(),
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": commit,
-        "jobs": args.jobs,
-        "notes": args.note,
-    }
-    shown = run_grid(args.data, args.seeds, rows, args.workdir, args.jobs, study)
+    session = {"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "commit": commit}
+    if args.add_missing:
+        saved = json.loads(study.raw.read_text(encoding="utf-8"))
+        runs = missing_runs(saved["exp_show"], rows, args.seeds, study)
+        if not runs:
+            print(f"nothing missing: every row has seeds {args.seeds} in {study.raw}")
+            return
+        print(f"running {len(runs)} missing: {', '.join(study.experiment(*r) for r in runs)}")
+        shown = run_grid(args.data, runs, args.workdir, args.jobs, study)
+        experiments = [study.experiment(*run) for run in runs]
+        saved = add_runs(saved, shown, {**session, "jobs": args.jobs, "experiments": experiments})
+        if args.note:
+            saved["meta"]["notes"] = args.note
+    else:
+        meta = {
+            "data": str(args.data),
+            "data_description": f"{args.data.name} (class folders; preprocess carves a "
+            "stratified test split)",
+            **session,
+            "jobs": args.jobs,
+            "notes": args.note,
+        }
+        runs = [(row, seed) for seed in args.seeds for row in rows]
+        saved = {
+            "meta": meta,
+            "exp_show": run_grid(args.data, runs, args.workdir, args.jobs, study),
+        }
     study.raw.parent.mkdir(parents=True, exist_ok=True)
-    study.raw.write_text(json.dumps({"meta": meta, "exp_show": shown}, indent=1), encoding="utf-8")
-    write_report(shown, meta, study=study)
+    study.raw.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+    write_report(saved["exp_show"], saved["meta"], study=study)
     print(f"wrote {study.out}")
 
 

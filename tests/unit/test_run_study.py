@@ -117,3 +117,65 @@ def test_the_fast_ablation_ranks_by_validation_and_shows_test_beside(tmp_path: P
     assert "the seed spread): no-tta." in text
     assert "- Too few seeds to say: gelu." in text
     assert "- Better without (the replacement helped): none." in text
+
+
+def _fast_entry(runs: dict[str, float]) -> list:
+    """One `dvc exp show --json` commit entry holding fast-study runs, name -> val accuracy."""
+    experiments = []
+    for name, val in runs.items():
+        found = _revision(name, val - 0.01)
+        found["data"]["metrics"]["reports/metrics/train.json"]["data"]["serving_val_accuracy"] = val
+        experiments.append({"name": name, "revs": [found]})
+    return [{"rev": "0123abc", "name": "main", "data": {}, "experiments": experiments}]
+
+
+def test_add_missing_runs_only_the_gaps_and_marks_pairs_across_sessions(tmp_path: Path) -> None:
+    first = _fast_entry({"fast-default-s0": 0.80, "fast-default-s1": 0.82, "fast-gelu-s0": 0.81})
+    unfinished = _revision("fast-gelu-s1", 0.0)
+    unfinished["data"]["metrics"] = {}
+    first[0]["experiments"].append({"name": "fast-gelu-s1", "revs": [unfinished]})
+    missing = run_study.missing_runs(first, ["default", "gelu"], [0, 1, 2], run_study.FAST)
+    assert missing == [("gelu", 1), ("default", 2), ("gelu", 2)]  # seed by seed, as queued
+
+    saved = {"meta": {"jobs": 2, "machine": "first machine", "notes": []}, "exp_show": first}
+    later = _fast_entry({"fast-gelu-s1": 0.84, "fast-default-s2": 0.81, "fast-gelu-s2": 0.83})
+    experiments = [run_study.FAST.experiment(*run) for run in missing]
+    addition = {"machine": "second machine", "date": "2026-12-03", "commit": "abc1234"}
+    merged = run_study.add_runs(saved, later, {**addition, "jobs": 1, "experiments": experiments})
+    assert (
+        run_study.missing_runs(merged["exp_show"], ["default", "gelu"], [0, 1, 2], run_study.FAST)
+        == []
+    )
+    assert saved["exp_show"] == first and "additions" not in saved["meta"]  # the saved one kept
+
+    out, plot = tmp_path / "ablation.md", tmp_path / "ablation.png"
+    run_study.write_report(
+        merged["exp_show"], merged["meta"], out=out, plot=plot, study=run_study.FAST
+    )
+    text = out.read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("| gelu |"))
+    # s0: both from the first session; s1: a later gelu against the first default; s2: both later.
+    assert "s0 +1.00, s1 +2.00†, s2 +2.00 |" in line
+    assert "| 3 | 0.8267 ± 0.0153 |" in line
+    # Filled: default and gelu left the missing list (the other rows never ran here).
+    assert "Missing seeds (failed or not run): no-whitening, no-dirac," in text
+    assert "Added later with `--add-missing`: fast-gelu-s1, fast-default-s2, fast-gelu-s2" in text
+    assert "second machine, 2026-12-03, commit abc1234" in text
+
+
+def test_a_saved_study_is_not_overwritten_without_a_choice(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import dataclasses
+
+    raw = tmp_path / "ablation_exp_show.json"
+    raw.write_text('{"meta": {}, "exp_show": []}', encoding="utf-8")
+    study = dataclasses.replace(run_study.FAST, raw=raw)
+    monkeypatch.setattr(run_study, "STUDIES", {"fast": study})
+    monkeypatch.setattr(run_study, "REPO", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["run_study.py", str(tmp_path / "data"), "--study", "fast"])
+    with pytest.raises(SystemExit) as stopped:
+        run_study.main()  # stops before any project is made or experiment queued
+    assert stopped.value.code == 2
+    assert raw.read_text(encoding="utf-8") == '{"meta": {}, "exp_show": []}'
+    assert "--add-missing runs only the row x seed experiments it lacks" in capsys.readouterr().err
