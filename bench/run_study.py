@@ -404,7 +404,7 @@ def write_report(
         "",
         "```bash",
         f"python bench/run_study.py {meta.get('data', '<class-folder data>')}{flag} "
-        f"--seeds {' '.join(map(str, seeds))}",
+        f"--seeds {' '.join(map(str, seeds))} --replace",
         f"python bench/run_study.py --report-only{flag}   # this page from the saved JSON",
         "```",
         "",
