@@ -104,7 +104,8 @@ def test_queued_grid_on_two_workers(project: Path) -> None:
     # Refused by the params check at start-up: it fails alone, the grid is not lost.
     run(["dvc", "exp", "run", "--queue", "--name", "broken-l2", "-S", "reg.l2=-1"], project)
     start_queue(project, jobs=2)
-    status = wait_for_queue(project)
+    polls: list[str] = []
+    status = wait_for_queue(project, polls=polls)
     states = dict(re.findall(r"^\w+\s+([\w-]+)\s+.*?\b(Success|Failed)\b", status, re.M))
     assert states == {**dict.fromkeys(names, "Success"), "broken-l2": "Failed"}, status
     broken = subprocess.run(
@@ -131,9 +132,12 @@ def test_queued_grid_on_two_workers(project: Path) -> None:
         assert b"Running stage 'train'" in logs.stdout
     grid = {(r.data.params["loss.name"], r.data.params["reg.l2"]) for (r,) in runs.values()}
     assert grid == GRID
-    # Two workers really trained at once: some pair of runs overlaps in time.
+    # Two workers really ran at once: some pair of MLflow runs overlaps in time or, where the
+    # short train stages happened not to (CI saw that once), the queue showed two running.
     spans = sorted((r.info.start_time, r.info.end_time) for (r,) in runs.values())
-    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    overlap = any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    running_at_once = max(len(re.findall(r"\bRunning\b", poll)) for poll in polls)
+    assert overlap or running_at_once == 2, (spans, polls)
 
 
 def test_tune_runs_trials_as_experiments_and_prints_the_best_line(project: Path) -> None:

@@ -127,13 +127,22 @@ def queue_status(project: Path) -> str | None:
         raise
 
 
-def wait_for_queue(project: Path, timeout_seconds: float = QUEUE_DEADLINE_SECONDS) -> str:
-    """Poll `dvc queue status` until nothing is queued or running; return the last status."""
+def wait_for_queue(
+    project: Path,
+    timeout_seconds: float = QUEUE_DEADLINE_SECONDS,
+    polls: list[str] | None = None,
+) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; return the last status.
+
+    `polls`, when given, receives every status read on the way (to see what ran at once).
+    """
     deadline = time.monotonic() + timeout_seconds
     torn = 0
     while True:
         status = queue_status(project)
         torn = torn + 1 if status is None else 0
+        if status is not None and polls is not None:
+            polls.append(status)
         if torn >= TORN_READS_IN_A_ROW:
             raise AssertionError(f"dvc queue status failed {torn} times running: {TORN_READ}")
         if status is not None and not re.search(r"\b(Queued|Running)\b", status):
@@ -147,8 +156,8 @@ def wait_for_queue(project: Path, timeout_seconds: float = QUEUE_DEADLINE_SECOND
 TINY_PARAMS = {
     "data": {"source": "synthetic", "synthetic_train_size": 600, "synthetic_test_size": 200},
     "model": {"width": 8, "widths": [8, 16, 16]},
-    # float32 math: bfloat16 (auto's choice on CPUs with AMX) is tested on its own, and the
-    # numeric assertions downstream are written for float32.
+    # float32 math: bfloat16 (auto's choice on CPUs with AMX or AVX-512 BF16) is tested on its
+    # own, and the numeric assertions downstream are written for float32.
     "train": {"epochs": 1, "batch_size": 32, "mixed_precision": "off"},
     # Adam at a constant rate learns the synthetic shapes within one short epoch.
     "optimizer": {"name": "adam", "lr": 0.002, "schedule": "constant", "warmup_epochs": 0.0},
