@@ -557,9 +557,9 @@ def main() -> None:
         if not runs:
             print(f"nothing missing: every row has seeds {args.seeds} in {study.raw}")
             return
-        print(f"running {len(runs)} missing: {', '.join(study.experiment(*r) for r in runs)}")
-        shown = run_grid(args.data, runs, args.workdir, args.jobs, study)
         experiments = [study.experiment(*run) for run in runs]
+        print(f"running {len(runs)} missing: {', '.join(experiments)}")
+        shown = run_grid(args.data, runs, args.workdir, args.jobs, study)
         saved = add_runs(saved, shown, {**session, "jobs": args.jobs, "experiments": experiments})
         if args.note:
             saved["meta"]["notes"] = args.note
