@@ -98,6 +98,18 @@ def test_tf_batches_carry_soft_labels_from_mixup() -> None:
     assert any(((soft > 0) & (soft < 1)).any() for _, soft in batches)
 
 
+def test_tf_batches_turn_tf_data_autotuning_off() -> None:
+    """Closing an autotuned iterator (Keras opens one per epoch) idled the CPU for seconds."""
+    from imgclf.online_augmentation import OnlineAugmentation
+    from imgclf.training.inputs import make_dataset
+
+    images, labels = random_images(16, side=8), np.arange(16) % 2
+    for online in (None, OnlineAugmentation(crop_pixels=1)):
+        dataset = make_dataset(images, labels, 2, 8, shuffle_seed=0, online=online)
+        assert dataset.options().autotune.enabled is False
+        assert sum(len(batch) for batch, _ in dataset) == 16
+
+
 def test_mirror_half_mirrors_a_seeded_half_exactly() -> None:
     from imgclf.online_augmentation import mirror_half
 
