@@ -65,6 +65,22 @@ def test_two_seeds_report_compile_time_apart_and_their_spread(tmp_path, capsys) 
     assert aggregate["test_accuracy"]["mean"] == round(float(np.mean(accuracies)), 4)
 
 
+@pytest.mark.integration
+def test_score_val_holds_the_pipelines_val_split_out_of_training(tmp_path, capsys) -> None:
+    data = _image_folder(tmp_path / "images")
+    params = _tiny_params(tmp_path / "params.yaml")
+    accelerator_train.main(
+        [str(data), "--params", str(params), "--epochs", "1", "--warmup-steps", "1"]
+        + ["--test-fraction", "0.25", "--score", "val", "-S", "preprocess.val_fraction=0.3"]
+    )
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (summary,) = [line for line in lines if line.get("summary")]
+    assert summary["scored"] == "val" and "final_test_accuracy" not in summary
+    assert (summary["train_images"], summary["val_images"]) == (26, 10)  # 5 of each class's 18 kept
+    assert 0.0 <= summary["final_val_accuracy"] <= 1.0
+    assert "val_accuracy_without_tta" in [line for line in lines if "epoch" in line][0]
+
+
 def test_the_arrays_cache_is_kept_per_data_set(tmp_path) -> None:
     params = accelerator_train._params(
         accelerator_train._parse([str(tmp_path), "--params", str(_tiny_params(tmp_path / "p"))])
