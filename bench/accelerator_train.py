@@ -123,7 +123,7 @@ def _aggregate(summaries: list[dict]) -> dict:
 
 
 def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
-    """One seed: untimed compile, reset, timed training, the saved model's test accuracy."""
+    """One seed: untimed compile, reset, timed training, the saved model's scored accuracy."""
     from imgclf.lookahead import callbacks_for
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
@@ -133,7 +133,7 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
     from imgclf.training.inputs import make_dataset, online_augmentation
     from imgclf.training.runtime import make_reproducible
 
-    train_x, train_y, test_x, test_y, class_names = data
+    train_x, train_y, scored_x, scored_y, class_names = data  # scored: test, or val
     settings, classes = params.train, len(class_names)
     make_reproducible(settings.seed, False)
     tick = time.perf_counter()
@@ -162,7 +162,7 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
         )
 
     compile_seconds = _compile_untimed(model, batches(), args.warmup_steps)
-    clock = EpochClock(len(train_x), test_x, test_y, args.target, args.score)
+    clock = EpochClock(len(train_x), scored_x, scored_y, args.target, args.score)
     model.fit(
         batches(),
         epochs=settings.epochs,
@@ -171,7 +171,7 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
     )
     plain = keras.Model(model.inputs, model.outputs)
     serving = with_test_time_augmentation(plain, params.evaluate.tta)
-    accuracy = accuracy_of(serving, test_x, test_y, 1024)
+    accuracy = accuracy_of(serving, scored_x, scored_y, 1024)
     train_seconds = clock.seconds + whitening_seconds
     return {
         "summary": True,
@@ -185,7 +185,7 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
         "tta": params.evaluate.tta,
         "train_images": len(train_x),
         "scored": args.score,
-        f"{args.score}_images": len(test_x),
+        f"{args.score}_images": len(scored_x),
         "compile_seconds": round(compile_seconds, 1),
         "whitening_seconds": round(whitening_seconds, 2),
         "train_seconds": round(train_seconds, 1),
@@ -213,11 +213,9 @@ def _compile_untimed(model, batches, steps: int) -> float:
 class EpochClock(keras.callbacks.Callback):
     """Each epoch's training wall time (the scoring after it excluded), the scored accuracy."""
 
-    def __init__(
-        self, train_images: int, test_x, test_y, target: float, split: str = "test"
-    ) -> None:
+    def __init__(self, train_images: int, images, labels, target: float, split: str) -> None:
         super().__init__()
-        self.train_images, self.test, self.target = train_images, (test_x, test_y), target
+        self.train_images, self.scored, self.target = train_images, (images, labels), target
         self.split = split
         self.seconds, self.reached, self.accuracies = 0.0, None, []
         self._started = 0.0
@@ -230,7 +228,7 @@ class EpochClock(keras.callbacks.Callback):
 
         seconds = time.perf_counter() - self._started
         self.seconds += seconds
-        accuracy = round(accuracy_of(self.model, *self.test, 1024), 4)
+        accuracy = round(accuracy_of(self.model, *self.scored, 1024), 4)
         self.accuracies.append(accuracy)
         if self.reached is None and accuracy >= self.target:
             self.reached = self.seconds
@@ -283,11 +281,10 @@ def _load(data: Path, test_fraction: float, params, cache_dir: Path = Path("/tmp
 
 def _carve_val(data: tuple, params) -> tuple:
     """(train, val) in place of (train, test): val held out of train as preprocess does."""
-    from imgclf.data.splits import stratified_split
+    from imgclf.data.splits import val_split
 
     train_x, train_y, _, _, class_names = data
-    settings = params.preprocess
-    kept, held = stratified_split(train_y, settings.val_fraction, settings.seed + 1)
+    kept, held = val_split(train_y, params.preprocess.val_fraction, params.preprocess.seed)
     return train_x[kept], train_y[kept], train_x[held], train_y[held], class_names
 
 

@@ -34,7 +34,7 @@ def main() -> None:
 
     # Only the loading and the split come from imgclf, so both sides see identical images.
     from imgclf.data.folder import read_image_folder, stage_folder_source
-    from imgclf.data.splits import stratified_split
+    from imgclf.data.splits import stratified_split, val_split
 
     scratch = Path("/tmp/imgclf-reference-data")
     root = args.data if (args.data / "train").is_dir() else stage_folder_source(args.data, scratch)
@@ -46,7 +46,7 @@ def main() -> None:
         kept, held = stratified_split(labels, args.test_fraction, args.split_seed)
         test_images, test_labels = images[held], labels[held]
         images, labels = images[kept], labels[kept]
-    kept, _ = stratified_split(labels, args.val_fraction, args.split_seed + 1)
+    kept, _ = val_split(labels, args.val_fraction, args.split_seed)
     train_images, train_labels = images[kept], labels[kept]
 
     keras.utils.set_random_seed(args.seed)

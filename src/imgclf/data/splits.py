@@ -26,3 +26,14 @@ def stratified_split(
         held.append(indices[:n_held])
         kept.append(indices[n_held:])
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def val_split(
+    labels: np.ndarray, val_fraction: float, preprocess_seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held) of the preprocess stage's val carve from the train images.
+
+    It draws with preprocess.seed + 1, so it never repeats the test carve's draw (preprocess.seed)
+    on a source without a test split.
+    """
+    return stratified_split(labels, val_fraction, preprocess_seed + 1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from imgclf.data.arrays import load_split, read_classes, save_split, write_classes
 from imgclf.data.manifest import build_manifest, write_manifest
-from imgclf.data.splits import stratified_split
+from imgclf.data.splits import stratified_split, val_split
 from imgclf.params import Params
 from imgclf.stages.common import run_stage, stage_parser
 
@@ -26,7 +26,7 @@ def _preprocess(args: argparse.Namespace, params: Params) -> None:
         kept, held = stratified_split(labels, settings.test_fraction, settings.seed)
         test = images[held], labels[held]
         images, labels = images[kept], labels[kept]
-    kept, held = stratified_split(labels, settings.val_fraction, settings.seed + 1)
+    kept, held = val_split(labels, settings.val_fraction, settings.seed)
     splits = {
         "train": (images[kept], labels[kept]),
         "val": (images[held], labels[held]),
