@@ -11,7 +11,8 @@ its val split instead, for choosing between recipes without looking at the test 
 
     KERAS_BACKEND=jax python bench/accelerator_train.py DATA.tar.gz --seeds 0 1 2 \
         --widths 64 256 256 --batch-size 1024 --lr 1.5 --epochs 10 \
-        -S optimizer.warmup_epochs=2.3 -S model.activation=gelu --target 0.94
+        -S optimizer.warmup_epochs=2.3 -S model.activation=gelu -S augment.progressive_side=null \
+        --target 0.94
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hashlib
 import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -128,9 +130,19 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
     from imgclf.model.tta import with_test_time_augmentation
-    from imgclf.training.classifier import build_classifier, learn_whitening
+    from imgclf.online_augmentation import CurrentEpoch
+    from imgclf.training.classifier import (
+        accept_any_image_size,
+        build_classifier,
+        learn_whitening,
+    )
     from imgclf.training.fit import accuracy_of, compile_model
-    from imgclf.training.inputs import make_dataset, online_augmentation
+    from imgclf.training.inputs import (
+        CurrentEpochCallback,
+        make_dataset,
+        online_augmentation,
+        progressive_epochs,
+    )
     from imgclf.training.runtime import make_reproducible
 
     train_x, train_y, scored_x, scored_y, class_names = data  # scored: test, or val
@@ -150,8 +162,16 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
         jit_compile=settings.jit_compile,
     )
 
+    # stdout carries JSON lines only: the note on images too small to shrink goes to stderr.
+    small_epochs = progressive_epochs(
+        params, settings.epochs, train_x.shape[1:], lambda note: print(note, file=sys.stderr)
+    )
+    if small_epochs:
+        accept_any_image_size(model)
+    current_epoch = CurrentEpoch()
+
     def batches():
-        online = online_augmentation(params.augment)
+        online = online_augmentation(params.augment, small_epochs)
         return make_dataset(
             train_x,
             train_y,
@@ -159,15 +179,22 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
             settings.batch_size,
             shuffle_seed=settings.seed,
             online=online,
+            current_epoch=current_epoch,
         )
 
-    compile_seconds = _compile_untimed(model, batches(), args.warmup_steps)
+    compile_seconds = _compile_untimed(
+        model, batches(), args.warmup_steps, current_epoch, small_epochs
+    )
     clock = EpochClock(len(train_x), scored_x, scored_y, args.target, args.score)
     model.fit(
         batches(),
         epochs=settings.epochs,
         verbose=0,
-        callbacks=[*callbacks_for(params.optimizer, steps, settings.epochs), clock],
+        callbacks=[
+            CurrentEpochCallback(current_epoch),
+            *callbacks_for(params.optimizer, steps, settings.epochs),
+            clock,
+        ],
     )
     plain = keras.Model(model.inputs, model.outputs)
     serving = with_test_time_augmentation(plain, params.evaluate.tta)
@@ -182,6 +209,7 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
         "widths": list(params.model.widths),
         "batch_size": settings.batch_size,
         "epochs": settings.epochs,
+        "small_epochs": small_epochs,
         "tta": params.evaluate.tta,
         "train_images": len(train_x),
         "scored": args.score,
@@ -197,11 +225,15 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
     }
 
 
-def _compile_untimed(model, batches, steps: int) -> float:
-    """Compile on `steps` steps, then put the weights and optimizer state back as they were."""
+def _compile_untimed(model, batches, steps: int, current_epoch, small_epochs: int) -> float:
+    """Compile on `steps` steps (at each image size the run trains at: progressive resizing's
+    smaller side first), then put the weights and optimizer state back as they were."""
     weights = model.get_weights()
     started = time.perf_counter()
-    model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
+    for epoch in sorted({0, small_epochs}):
+        current_epoch.epoch = epoch
+        model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
+    current_epoch.epoch = 0
     seconds = time.perf_counter() - started
     model.set_weights(weights)
     for variable in model.optimizer.variables:  # step count and slots; a fixed rate stays

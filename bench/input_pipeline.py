@@ -38,7 +38,7 @@ def main() -> None:
     from imgclf.params import load_params
     from imgclf.training.classifier import build_classifier, learn_whitening
     from imgclf.training.fit import compile_model
-    from imgclf.training.inputs import make_datasets
+    from imgclf.training.inputs import make_datasets, online_augmentation
     from imgclf.training.runtime import configure_accelerator, make_reproducible
 
     params = load_params(args.params)
@@ -63,7 +63,7 @@ def main() -> None:
         num_classes,
         settings.batch_size,
         settings.seed,
-        params.augment,
+        online_augmentation(params.augment),
     )
     pipeline = pipeline.repeat()
     steps = min(args.steps, steps_per_epoch)

@@ -84,6 +84,10 @@ FAST_ROWS: dict[str, tuple[str, dict[str, str]]] = {
     "default": ("the shipped defaults (fast_cnn, params.yaml)", {}),
     "gelu": ("GELU instead of ReLU (the records' activation)", {"model.activation": "gelu"}),
     "no-whitening": ("no patch-whitening layer", {"model.whitening": "false"}),
+    "no-progressive": (
+        "full-size images in every epoch (no progressive resizing)",
+        {"augment.progressive_side": "null"},
+    ),
     "no-dirac": ("random init instead of identity", {"model.dirac_init": "false"}),
     "plain-batchnorm": (
         "Keras' BatchNorm (momentum 0.99, eps 1e-3, scale trained, shift lr x1)",

@@ -1,9 +1,11 @@
 """Augmentation per training batch (the train stage): crop and flip, colour jitter, cutout,
-MixUp and CutMix, drawn afresh for every batch of every epoch.
+MixUp and CutMix, drawn afresh for every batch of every epoch, and the smaller images of
+progressive resizing in the first epochs.
 
 Apart from `augmentation.py` (the augment stage's offline copies and the primitives both share)
 because this part runs inside the input pipeline, holds state across batches (one generator,
-the epoch count of the alternating flip) and turns one-hot labels into soft ones.
+the epoch count of the alternating flip and of progressive resizing) and turns one-hot labels
+into soft ones.
 """
 
 from __future__ import annotations
@@ -33,6 +35,34 @@ def random_crop_flip(
         columns = np.where(flipped[:, None], columns[:, ::-1], columns)
     batch = np.arange(count)[:, None, None]
     return padded[batch, rows[:, :, None], columns[:, None, :]]
+
+
+def area_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area resampling along one axis as (target, taps) input indices and weights: each output
+    pixel averages the input pixels its span covers, weighted by the covered share (each row of
+    weights sums to 1; spans shorter than one pixel are not needed, so `target` < `source`)."""
+    span = source / target
+    taps = int(np.ceil(span)) + 1  # the most pixels a span of that length can touch
+    starts = np.arange(target) * span
+    indices = np.floor(starts)[:, None].astype(np.int64) + np.arange(taps)
+    covered = np.minimum(starts[:, None] + span, indices + 1) - np.maximum(starts[:, None], indices)
+    weights = np.clip(covered, 0.0, None) / span
+    return np.minimum(indices, source - 1), weights.astype(np.float32)
+
+
+def downscale(images: np.ndarray, side: int) -> np.ndarray:
+    """uint8 (N, H, W, C) images area-resampled to (N, side, side, C): every input pixel counts,
+    so a smaller copy keeps what the whole image shows (a crop would cut part of it away).
+
+    Gathers and weighted sums, no matrix product: NumPy's BLAS threads would compete with the
+    training step for the same cores."""
+    rows, row_weights = area_taps(images.shape[1], side)
+    columns, column_weights = area_taps(images.shape[2], side)
+    pixels = images.astype(np.float32)
+    # (N, side, taps, W, C) -> (N, side, W, C), then the same along the width.
+    pixels = np.einsum("nstwc,st->nswc", pixels[:, rows], row_weights)
+    pixels = np.einsum("nhstc,st->nhsc", pixels[:, :, columns], column_weights)
+    return to_uint8(pixels)
 
 
 # --- Label mixing ---------------------------------------------------------------------------------
@@ -82,6 +112,15 @@ def mirror_half(images: np.ndarray, seed: int | None) -> np.ndarray:
 BatchTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
+@dataclass
+class CurrentEpoch:
+    """The epoch the training loop is in (0-based), set as each epoch starts; the batch
+    transform reads it to pick the image size, which a count of batches would get wrong after
+    a resume."""
+
+    epoch: int = 0
+
+
 @dataclass(frozen=True)
 class OnlineAugmentation:
     """What happens to every training batch, in this order: crop+flip, colour jitter, cutout,
@@ -93,30 +132,45 @@ class OnlineAugmentation:
     cutout_fraction: float = 0.0
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
+    small_side: int | None = None  # progressive resizing: the side of the first epochs' images
+    small_epochs: int = 0  # how many first epochs train on them (downscaled by area)
 
     @property
     def active(self) -> bool:
-        return self.crop_pixels is not None or any(
-            value > 0
-            for value in (
-                self.color_jitter,
-                self.cutout_fraction,
-                self.mixup_alpha,
-                self.cutmix_alpha,
+        return (
+            self.crop_pixels is not None
+            or self.resizes
+            or any(
+                value > 0
+                for value in (
+                    self.color_jitter,
+                    self.cutout_fraction,
+                    self.mixup_alpha,
+                    self.cutmix_alpha,
+                )
             )
         )
+
+    @property
+    def resizes(self) -> bool:
+        """Whether some epochs train on smaller images (batches then change size mid-run)."""
+        return self.small_side is not None and self.small_epochs > 0
 
     @property
     def alternating_flip(self) -> bool:
         """Whether the training images must be pre-mirrored by `mirror_half` (epoch 0)."""
         return self.crop_pixels is not None and self.flip == "alternating"
 
-    def batch_transform(self, seed: int | None, steps_per_epoch: int = 1) -> BatchTransform | None:
+    def batch_transform(
+        self, seed: int | None, steps_per_epoch: int = 1, current_epoch: CurrentEpoch | None = None
+    ) -> BatchTransform | None:
         """A stateful (images uint8, one-hot labels) -> same function; None when nothing is on.
 
         One generator serves every batch, so a seed fixes the whole sequence of draws as long
         as batches arrive in order. The alternating flip counts batches to know the epoch: it
         mirrors every batch of the odd epochs (the images were pre-mirrored by mirror_half).
+        Progressive resizing reads the epoch from `current_epoch` when given (the training loop sets
+        it, so a resumed run starts at the right size), else counts batches too.
         """
         if not self.active:
             return None
@@ -124,11 +178,12 @@ class OnlineAugmentation:
         batches = itertools.count()
 
         def transform(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            counted_epoch = next(batches) // steps_per_epoch
             if self.crop_pixels is not None:
                 images = random_crop_flip(
                     images, rng, self.crop_pixels, flip=not self.alternating_flip
                 )
-                if self.alternating_flip and (next(batches) // steps_per_epoch) % 2:
+                if self.alternating_flip and counted_epoch % 2:
                     images = images[:, :, ::-1]
             if self.color_jitter > 0:
                 images = jitter_colors(images, rng, self.color_jitter)
@@ -142,6 +197,9 @@ class OnlineAugmentation:
             if mixers:
                 mix, alpha = mixers[rng.integers(len(mixers))] if len(mixers) > 1 else mixers[0]
                 images, labels = mix(images, labels, rng, alpha)
+            epoch = current_epoch.epoch if current_epoch is not None else counted_epoch
+            if self.resizes and epoch < self.small_epochs:
+                images = downscale(images, self.small_side)
             return images, labels.astype(np.float32)
 
         return transform

@@ -162,7 +162,8 @@ def test_crop_flip_feeding_keeps_shapes_and_labels(pad: int) -> None:
 
 
 # fast_cnn with the fast recipe's own levers (the BatchNorm-shift SGD, lookahead, alternating
-# flip) under JAX, the GPU machine's backend: one tiny epoch, then a plain reload.
+# flip, progressive resizing) under JAX, the GPU machine's backend: two tiny epochs, the first
+# on 16-pixel images, then a plain reload.
 FAST_SCRIPT = """
 import json, sys
 import keras, numpy as np
@@ -170,23 +171,36 @@ from imgclf.data.synthetic import draw_synthetic
 from imgclf.lookahead import Lookahead
 from imgclf.model.losses import build_loss
 from imgclf.model.optimizers import ShiftScaledSGD, build_optimizer
+from imgclf.online_augmentation import CurrentEpoch
 from imgclf.params import parse_params
-from imgclf.training.classifier import build_classifier, learn_whitening
+from imgclf.training.classifier import accept_any_image_size, build_classifier, learn_whitening
 from imgclf.training.fit import fit_model
-from imgclf.training.inputs import make_datasets
+from imgclf.training.inputs import (
+    CurrentEpochCallback, make_datasets, online_augmentation, progressive_epochs)
 
 params = parse_params(json.loads(sys.argv[2]))
 keras.utils.set_random_seed(0)
 images, labels = draw_synthetic(96, 0)
 whitening = learn_whitening(params.model, images, 0)
 model = build_classifier(params.model, params.reg, (32, 32, 3), 10, images, whitening)
-optimizer = build_optimizer(params.optimizer, 3, 1)
+optimizer = build_optimizer(params.optimizer, 3, 2)
 beta = model.get_layer("group1_bn1").beta
 before = keras.ops.convert_to_numpy(beta).copy()
+small_epochs = progressive_epochs(params, 2, images.shape[1:])
+accept_any_image_size(model)
+current = CurrentEpoch()
 train, val = make_datasets((images, labels), (images[:32], labels[:32]), 10,
-                           params.train.batch_size, params.train.seed, params.augment)
+                           params.train.batch_size, params.train.seed,
+                           online_augmentation(params.augment, small_epochs), current)
+sides, transform = [], train.transform
+def watched(batch, one_hot):
+    out = transform(batch, one_hot)
+    sides.append(int(out[0].shape[1]))
+    return out
+train.transform = watched
 result = fit_model(model, train, val, loss=build_loss(params.loss), optimizer=optimizer,
-                   epochs=1, callbacks=[Lookahead(2, 0.5, 3)], verbose=0)
+                   epochs=2, callbacks=[CurrentEpochCallback(current), Lookahead(2, 0.5, 6)],
+                   verbose=0)
 model.save(sys.argv[1])
 reloaded = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=True)
 same = bool(np.allclose(reloaded.predict(images[:4], verbose=0),
@@ -194,13 +208,20 @@ same = bool(np.allclose(reloaded.predict(images[:4], verbose=0),
 print(json.dumps({"backend": keras.backend.backend(), "loss": result.history[0]["loss"],
                   "shift_sgd": isinstance(optimizer, ShiftScaledSGD), "reload_matches": same,
                   "beta_moved": float(np.abs(keras.ops.convert_to_numpy(beta) - before).max()),
-                  "whitened": model.get_layer("whiten").trainable is False}))
+                  "whitened": model.get_layer("whiten").trainable is False,
+                  "sides": sides, "saved_shape": list(reloaded.input_shape)}))
 """
 FAST_LEVERS = {
     "model": {"arch": "fast_cnn", "widths": [8, 16, 16]},
     "optimizer": {"name": "sgd", "lr": 0.1, "nesterov": True, "batchnorm_lr_multiplier": 64},
     "train": {"batch_size": 32},
-    "augment": {"online_crop_flip": True, "online_crop_pixels": 2, "online_flip": "alternating"},
+    "augment": {
+        "online_crop_flip": True,
+        "online_crop_pixels": 2,
+        "online_flip": "alternating",
+        "progressive_side": 16,
+        "progressive_share": 0.5,
+    },
 }
 
 
@@ -219,3 +240,7 @@ def test_fast_cnn_and_its_levers_train_under_jax(tmp_path: Path) -> None:
     assert outcome["backend"] == "jax" and 0 < outcome["loss"] < 10
     assert outcome["shift_sgd"] and outcome["whitened"] and outcome["reload_matches"]
     assert outcome["beta_moved"] > 0  # the stateless JAX step reached the scaled shifts
+    # Epoch 1 on 16-pixel images, epoch 2 at full size (3 batches each, after the batch Keras
+    # reads first to learn the input's shape); the saved file keeps 32.
+    assert outcome["sides"][-6:] == [16, 16, 16, 32, 32, 32]
+    assert outcome["saved_shape"] == [None, 32, 32, 3]

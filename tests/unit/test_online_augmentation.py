@@ -140,3 +140,82 @@ def test_alternating_flip_mirrors_every_batch_of_the_odd_epochs_only() -> None:
     randomly = OnlineAugmentation(crop_pixels=0).batch_transform(0)(images, labels)[0]
     same = [np.array_equal(a, b) for a, b in zip(randomly, images, strict=True)]
     assert 0 < sum(same) < len(images)
+
+
+def test_downscale_averages_the_pixels_each_output_pixel_covers() -> None:
+    from imgclf.online_augmentation import area_taps, downscale
+
+    images = random_images(5, side=8, seed=2)
+    # Halving: every output pixel is the mean of its 2x2 block.
+    halves = images.astype(np.float64).reshape(5, 4, 2, 4, 2, 3).mean(axis=(2, 4))
+    np.testing.assert_array_equal(downscale(images, 4), np.rint(halves).astype(np.uint8))
+    # 8 -> 6 (the 32 -> 24 ratio): spans of 4/3 pixel, weights summing to 1 per output pixel.
+    indices, weights = area_taps(8, 6)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6)
+    dense = np.zeros((6, 8))
+    for row in range(6):
+        np.add.at(dense[row], indices[row], weights[row])
+    np.testing.assert_allclose(dense[0], [0.75, 0.25, 0, 0, 0, 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(dense[1], [0, 0.5, 0.5, 0, 0, 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(dense[5], [0, 0, 0, 0, 0, 0, 0.25, 0.75], atol=1e-6)
+    # Against a plain weighted sum over a whole batch.
+    expected = np.einsum("ih,nhwc,jw->nijc", dense, images.astype(np.float64), dense)
+    np.testing.assert_array_equal(downscale(images, 6), np.rint(expected).astype(np.uint8))
+    flat = np.full((2, 8, 8, 3), 77, np.uint8)
+    out = downscale(flat, 6)
+    assert out.shape == (2, 6, 6, 3) and out.dtype == np.uint8 and (out == 77).all()
+
+
+def test_progressive_resizing_shrinks_the_first_epochs_batches_only() -> None:
+    from imgclf.online_augmentation import CurrentEpoch, OnlineAugmentation
+
+    images = random_images(4, side=8)
+    labels = np.eye(4, dtype=np.float32)
+    online = OnlineAugmentation(small_side=6, small_epochs=2)
+    assert online.active and online.resizes
+    assert not OnlineAugmentation(small_side=6, small_epochs=0).resizes
+    # Counting batches (2 per epoch): epochs 0 and 1 small, then full size.
+    counted = online.batch_transform(0, steps_per_epoch=2)
+    sides = [counted(images, labels)[0].shape[1] for _ in range(6)]
+    assert sides == [6, 6, 6, 6, 8, 8]
+    # Told the epoch (as after a resume at epoch 2): full size from the first batch.
+    current = CurrentEpoch(epoch=2)
+    told = online.batch_transform(0, steps_per_epoch=2, current_epoch=current)
+    assert told(images, labels)[0].shape[1] == 8
+    current.epoch = 1
+    small, same_labels = told(images, labels)
+    assert small.shape == (4, 6, 6, 3)
+    np.testing.assert_array_equal(same_labels, labels)
+
+
+def test_tf_batches_follow_the_current_epochs_size() -> None:
+    from imgclf.online_augmentation import CurrentEpoch, OnlineAugmentation
+    from imgclf.training.inputs import CurrentEpochCallback, make_dataset
+
+    images, labels = random_images(16, side=8), np.arange(16) % 2
+    current = CurrentEpoch()
+    online = OnlineAugmentation(crop_pixels=1, small_side=4, small_epochs=1)
+    dataset = make_dataset(
+        images, labels, 2, 8, shuffle_seed=0, online=online, current_epoch=current
+    )
+    assert tuple(dataset.element_spec[0].shape) == (None, None, None, 3)
+    clock = CurrentEpochCallback(current)
+    clock.on_epoch_begin(0)
+    assert {tuple(batch.shape) for batch, _ in dataset} == {(8, 4, 4, 3)}
+    clock.on_epoch_begin(1)
+    assert {tuple(batch.shape) for batch, _ in dataset} == {(8, 8, 8, 3)}
+
+
+def test_progressive_side_not_below_the_images_trains_at_full_size(capsys) -> None:
+    from imgclf.params import parse_params
+    from imgclf.training.inputs import progressive_epochs
+
+    params = parse_params(
+        {"augment": {"progressive_side": 24, "progressive_share": 0.5}, "train": {"epochs": 4}}
+    )
+    assert progressive_epochs(params, 4, (32, 32, 3)) == 2
+    assert capsys.readouterr().out == ""
+    assert progressive_epochs(params, 4, (24, 28, 3)) == 0  # e.g. a folder of 24 px images
+    assert "augment.progressive_side (24) is not smaller than the images (24x28)" in (
+        capsys.readouterr().out
+    )

@@ -18,6 +18,7 @@ from imgclf.params import (
     lever_warnings,
     load_params,
     parse_params,
+    progressive_epochs_used,
     step_epochs_used,
     warmup_epochs_used,
 )
@@ -32,7 +33,8 @@ def test_empty_mapping_gives_the_documented_defaults() -> None:
     assert params.model.arch == "fast_cnn"
     assert params.reg.l2 == pytest.approx(0.00066)
     assert params.optimizer.lr == pytest.approx(0.375)
-    assert params.train.epochs == 4
+    assert params.train.epochs == 8
+    assert params.augment.progressive_side == 24
     assert params.validate_.min_rows == 100
     assert params.augment.copies == 0
 
@@ -97,6 +99,32 @@ def test_warmup_is_clipped_to_half_of_training_with_a_note(warmup_epochs, used) 
         assert "train.epochs (3)" in notes["warning.warmup_clipped"]
     else:
         assert "warning.warmup_clipped" not in notes
+
+
+@pytest.mark.parametrize(
+    ("arch", "side", "share", "epochs", "small"),
+    [
+        ("fast_cnn", 24, 0.6, 10, 6),
+        ("fast_cnn", 24, 0.6, 1, 0),  # -S train.epochs=1: the one epoch at full size
+        ("fast_cnn", 24, 0.6, 2, 1),
+        ("resnet_small", 24, 0.5, 4, 2),
+        ("fast_cnn", None, 0.6, 10, 0),
+        ("seed_cnn", 24, 0.6, 10, 0),  # Flatten -> Dense takes one size only
+    ],
+)
+def test_progressive_epochs_round_the_share_down_for_resizable_models(
+    arch, side, share, epochs, small
+) -> None:
+    params = parse_params(
+        {
+            "model": {"arch": arch},
+            "augment": {"progressive_side": side, "progressive_share": share},
+            "train": {"epochs": epochs},
+        }
+    )
+    assert progressive_epochs_used(params.augment, arch, epochs) == small
+    note = lever_warnings(params).get("warning.progressive_ignored", "")
+    assert ("seed_cnn takes one input size" in note) == (arch == "seed_cnn")
 
 
 def _shipped_with(key: str, value) -> dict:

@@ -26,7 +26,7 @@ class ModelSpec:
     spatial_dropout: float = 0.0  # dropout of whole feature maps after each conv block
     max_norm: float | None = None  # cap on each unit's incoming kernel norm; None or 0: off
     # fast_cnn only (model.* params of the same names):
-    widths: Sequence[int] = (32, 128, 128)
+    widths: Sequence[int] = (32, 64, 192)
     activation: str = "relu"
     whitening_kernel: np.ndarray | None = None  # frozen first conv (whitening.py); None: off
     dirac_init: bool = True

@@ -28,7 +28,9 @@ from imgclf.params.recipe import LossParams, ModelParams, OptimizerParams, RegPa
 from imgclf.params.reporting import EvaluateParams, MlflowParams, PromoteParams
 from imgclf.params.schedule import (
     DEFAULT_STEP_SHARES,
+    RESIZABLE_ARCHS,
     WARMUP_MAX_SHARE,
+    progressive_epochs_used,
     schedule_notes,
     step_epochs_used,
     warmup_epochs_used,
@@ -45,6 +47,7 @@ __all__ = [
     "SCHEDULE_NAMES",
     "TUNABLE_SECTIONS",
     "TUNE_SPACE",
+    "RESIZABLE_ARCHS",
     "WARMUP_MAX_SHARE",
     "AugmentParams",
     "DataParams",
@@ -67,6 +70,7 @@ __all__ = [
     "lever_warnings",
     "load_params",
     "parse_params",
+    "progressive_epochs_used",
     "schedule_notes",
     "step_epochs_used",
     "warmup_epochs_used",

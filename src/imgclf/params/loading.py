@@ -18,7 +18,7 @@ from imgclf.params.recipe import (
     TrainParams,
 )
 from imgclf.params.reporting import EvaluateParams, MlflowParams, PromoteParams
-from imgclf.params.schedule import check_schedule, schedule_notes
+from imgclf.params.schedule import RESIZABLE_ARCHS, check_schedule, schedule_notes
 from imgclf.params.tuning import TuneParams
 
 
@@ -145,6 +145,18 @@ def lever_warnings(params: Params) -> dict[str, str]:
             f"optimizer.batchnorm_lr_multiplier ({params.optimizer.batchnorm_lr_multiplier:g}) "
             f"applies to sgd only, not {params.optimizer.name!r} (an adaptive optimizer rescales "
             "each gradient itself): it has no effect here; set it to 1 to silence this note"
+        )
+    augment = params.augment
+    if (
+        augment.progressive_side is not None
+        and augment.progressive_share > 0
+        and params.model.arch not in RESIZABLE_ARCHS
+    ):
+        warnings["warning.progressive_ignored"] = (
+            f"augment.progressive_side ({augment.progressive_side}) needs a model that pools "
+            f"globally ({', '.join(RESIZABLE_ARCHS)}); {params.model.arch} takes one input size, "
+            "so every epoch trains at full size; set augment.progressive_side to null to "
+            "silence this note"
         )
     warnings.update(schedule_notes(params.optimizer, params.train.epochs))
     return warnings

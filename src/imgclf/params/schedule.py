@@ -1,10 +1,12 @@
-"""How the learning-rate schedule settings fit train.epochs: used values, notes and checks."""
+"""How the epoch schedules (learning rate, progressive resizing) fit train.epochs: used values,
+notes and checks."""
 
 from __future__ import annotations
 
 import math
 
 from imgclf.params.base import FieldError
+from imgclf.params.data import AugmentParams
 from imgclf.params.recipe import OptimizerParams
 
 # Warm-up longer than this share of training leaves too little of it at the peak rate to be
@@ -20,6 +22,18 @@ def warmup_epochs_used(optimizer: OptimizerParams, epochs: int) -> float:
     if optimizer.schedule == "one_cycle":
         return 0.0
     return min(optimizer.warmup_epochs, WARMUP_MAX_SHARE * epochs)
+
+
+# Progressive resizing feeds smaller images: only models that pool globally take any size
+# (seed_cnn's Flatten -> Dense needs the size it was built for).
+RESIZABLE_ARCHS = ("fast_cnn", "resnet_small")
+
+
+def progressive_epochs_used(augment: AugmentParams, arch: str, epochs: int) -> int:
+    """How many first epochs train at augment.progressive_side (0: full size throughout)."""
+    if augment.progressive_side is None or arch not in RESIZABLE_ARCHS:
+        return 0
+    return math.floor(augment.progressive_share * epochs)
 
 
 def step_epochs_used(optimizer: OptimizerParams, epochs: int) -> list[int]:

@@ -73,3 +73,16 @@ def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of uint8 images, on the 0-255 scale."""
     pixels = images.reshape(-1, images.shape[-1]).astype(np.float64)
     return pixels.mean(axis=0).tolist(), np.maximum(pixels.std(axis=0), 1e-3).tolist()
+
+
+def accept_any_image_size(model: keras.Model) -> None:
+    """Let the in-memory model take images of any side (progressive resizing's smaller epochs).
+
+    Only the running model's input check widens: a model that pools globally computes the same
+    way at any side, and the saved file still declares (and serving still resizes to) the
+    size it was built for.
+    """
+    from keras.layers import InputSpec
+
+    channels = model.inputs[0].shape[-1]
+    model.input_spec = InputSpec(ndim=4, axes={-1: channels})

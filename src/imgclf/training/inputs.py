@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
-from imgclf.online_augmentation import OnlineAugmentation, mirror_half
+from imgclf.online_augmentation import CurrentEpoch, OnlineAugmentation, mirror_half
+from imgclf.params import progressive_epochs_used
 
 if TYPE_CHECKING:
-    from imgclf.params import AugmentParams
+    from imgclf.params import AugmentParams, Params
 
 
 def make_dataset(
@@ -21,26 +23,34 @@ def make_dataset(
     *,
     shuffle_seed: int | None,
     online: OnlineAugmentation | None = None,
+    current_epoch: CurrentEpoch | None = None,
 ):
     """Batches of (uint8 images, one-hot float labels), reshuffled every epoch when seeded.
 
     With `online`, every batch is augmented afresh (crop+flip, colour jitter, cutout, MixUp or
-    CutMix, whichever are on; mixing makes the labels soft). tf.data under the TensorFlow
-    backend; a NumPy-fed PyDataset elsewhere (JAX), so the training core runs on machines that
-    have no TensorFlow at all.
+    CutMix, whichever are on; mixing makes the labels soft), and downscaled in the epochs of
+    progressive resizing, which read the epoch from `current_epoch` (CurrentEpochCallback sets
+    it). tf.data under the TensorFlow backend; a NumPy-fed PyDataset elsewhere (JAX), so the
+    training core runs on machines that have no TensorFlow at all.
     """
     steps_per_epoch = -(-len(images) // batch_size)
-    transform = online.batch_transform(shuffle_seed, steps_per_epoch) if online else None
+    transform = (
+        online.batch_transform(shuffle_seed, steps_per_epoch, current_epoch) if online else None
+    )
     if online is not None and online.alternating_flip:
         images = mirror_half(images, shuffle_seed)
     if keras.backend.backend() == "tensorflow":
-        return _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform)
+        # Progressive resizing changes the side between epochs: leave it open in the graph.
+        shape = images.shape[1:]
+        if online is not None and online.resizes:
+            shape = (None, None, shape[-1])
+        return _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform, shape)
     return ArrayBatches(
         images, labels, num_classes, batch_size, shuffle_seed=shuffle_seed, transform=transform
     )
 
 
-def _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform):
+def _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform, shape):
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
@@ -51,13 +61,12 @@ def _tf_dataset(images, labels, num_classes, batch_size, shuffle_seed, transform
         lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE
     )
     if transform is not None:
-        image_shape = images.shape[1:]
 
         def augment(batch, batch_labels):
             changed, mixed = tf.numpy_function(
                 transform, [batch, batch_labels], (tf.uint8, tf.float32), stateful=True
             )
-            changed.set_shape((None, *image_shape))
+            changed.set_shape((None, *shape))
             mixed.set_shape((None, num_classes))
             return changed, mixed
 
@@ -112,21 +121,29 @@ def make_datasets(
     num_classes: int,
     batch_size: int,
     seed: int,
-    augment_params: AugmentParams,
+    online: OnlineAugmentation,
+    current_epoch: CurrentEpoch | None = None,
 ):
     """The training batches (shuffled by `seed`, online augmentation if on) and the val ones.
 
     batch_size is the global batch: with several replicas, tf.distribute splits each batch.
     """
-    online = online_augmentation(augment_params)
     return (
-        make_dataset(*train, num_classes, batch_size, shuffle_seed=seed, online=online),
+        make_dataset(
+            *train,
+            num_classes,
+            batch_size,
+            shuffle_seed=seed,
+            online=online,
+            current_epoch=current_epoch,
+        ),
         make_dataset(*val, num_classes, batch_size, shuffle_seed=None),
     )
 
 
-def online_augmentation(settings: AugmentParams) -> OnlineAugmentation:
-    """The train stage's per-batch augmentation from the augment params."""
+def online_augmentation(settings: AugmentParams, small_epochs: int = 0) -> OnlineAugmentation:
+    """The train stage's per-batch augmentation from the augment params; the first
+    `small_epochs` epochs at augment.progressive_side (progressive_epochs gives the count)."""
     return OnlineAugmentation(
         crop_pixels=settings.online_crop_pixels if settings.online_crop_flip else None,
         flip=settings.online_flip,
@@ -134,4 +151,36 @@ def online_augmentation(settings: AugmentParams) -> OnlineAugmentation:
         cutout_fraction=settings.online_cutout_fraction,
         mixup_alpha=settings.mixup_alpha,
         cutmix_alpha=settings.cutmix_alpha,
+        small_side=settings.progressive_side if small_epochs else None,
+        small_epochs=small_epochs,
     )
+
+
+def progressive_epochs(
+    params: Params, epochs: int, image_shape: tuple[int, ...], say: Callable[[str], None] = print
+) -> int:
+    """Epochs at augment.progressive_side for these images: none when it is not smaller than
+    them (a data set of small images; `say` tells why) or the model takes one size only."""
+    count = progressive_epochs_used(params.augment, params.model.arch, epochs)
+    side = params.augment.progressive_side
+    if count and side >= min(image_shape[:2]):
+        say(
+            f"train: augment.progressive_side ({side}) is not smaller than the images "
+            f"({image_shape[0]}x{image_shape[1]}): every epoch trains at full size"
+        )
+        return 0
+    return count
+
+
+class CurrentEpochCallback(keras.callbacks.Callback):
+    """Tells the input pipeline's CurrentEpoch which epoch starts (after a resume, too).
+
+    Keras opens the training iterator after on_epoch_begin, so every batch of an epoch is made
+    after its epoch is set."""
+
+    def __init__(self, current_epoch: CurrentEpoch) -> None:
+        super().__init__()
+        self.current_epoch = current_epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.current_epoch.epoch = epoch

@@ -39,7 +39,7 @@ class Setup:
     accelerator: Any  # runtime.AcceleratorSetup
     model: Any
     fit: Callable[..., Any]  # fit.fit_model with the model, data and plan bound
-    averaging: list
+    callbacks: list  # every fit needs them: lookahead averaging, the input pipeline's epoch
     splits: dict[str, tuple[Any, Any]]
     class_names: list[str]
     data_hash: str
@@ -82,7 +82,8 @@ def prepare(files: TrainFiles, params: Params, connection: Connection) -> Setup:
     from imgclf.checksums import hash_files
     from imgclf.diagnostics import probe_batch
     from imgclf.lookahead import callbacks_for
-    from imgclf.training import fit, inputs, plan, runtime
+    from imgclf.online_augmentation import CurrentEpoch
+    from imgclf.training import classifier, fit, inputs, plan, runtime
 
     dist, settings = connection.dist, params.train
     class_names, shape = read_classes(files.classes)
@@ -109,13 +110,18 @@ def prepare(files: TrainFiles, params: Params, connection: Connection) -> Setup:
         (shape, len(class_names)),
         dist,
     )
+    small_epochs = inputs.progressive_epochs(params, trained.epochs, shape)
+    if small_epochs:
+        classifier.accept_any_image_size(model)
+    current_epoch = CurrentEpoch()
     train_data, val_data = inputs.make_datasets(
         splits["train"],
         splits["validation"],
         len(class_names),
         trained.global_batch,
         settings.seed,
-        params.augment,
+        inputs.online_augmentation(params.augment, small_epochs),
+        current_epoch,
     )
     run_fit = functools.partial(
         fit.fit_model,
@@ -128,8 +134,11 @@ def prepare(files: TrainFiles, params: Params, connection: Connection) -> Setup:
         probe=probe_batch(*splits["train"], len(class_names), trained.batch_size, settings.seed),
         setup_seconds=setup_seconds,
     )
-    averaging = callbacks_for(params.optimizer, trained.steps_per_epoch, trained.epochs)
-    return Setup(trained, accelerator, model, run_fit, averaging, splits, class_names, data_hash)
+    callbacks = [
+        inputs.CurrentEpochCallback(current_epoch),
+        *callbacks_for(params.optimizer, trained.steps_per_epoch, trained.epochs),
+    ]
+    return Setup(trained, accelerator, model, run_fit, callbacks, splits, class_names, data_hash)
 
 
 def _build(params: Params, trained, accelerator, train_images, output, dist):

@@ -76,7 +76,7 @@ def train_as_worker(setup: Setup, dist) -> None:
     from imgclf.training import fit
 
     with distribution.reporting_lost_workers(dist):
-        result = setup.fit(callbacks=setup.averaging)
+        result = setup.fit(callbacks=setup.callbacks)
     if result.diverged(setup.plan.epochs):
         raise ImgclfError(DIVERGED)
     with tempfile.TemporaryDirectory(prefix="imgclf-worker-") as scratch:
@@ -163,7 +163,7 @@ def _fit_checked(
     with distribution.reporting_lost_workers(connection.dist):
         result = setup.fit(
             callbacks=[
-                *setup.averaging,
+                *setup.callbacks,
                 logger,
                 *([pruning] if pruning else []),
             ],
