@@ -291,12 +291,18 @@ def targets(rows, stage_seconds, noop_seconds, feeding) -> list[tuple[str, str, 
 
 
 def default_profile(
-    history: list[dict], reference_seconds: float | None, train_images: int | None = None
+    history: list[dict],
+    reference_seconds: float | None,
+    train_images: int | None = None,
+    small: tuple[int, int] | None = None,
 ) -> list[str]:
-    """The default run epoch by epoch: how far its accuracy gets in the reference's time."""
+    """The default run epoch by epoch: how far its accuracy gets in the reference's time.
+
+    small: (epochs, side) of progressive resizing, whose first epochs train on smaller images.
+    """
     lines = [
-        "| epoch | train seconds so far | val accuracy | images/s |",
-        "|---|---|---|---|",
+        "| epoch | image side | train seconds so far | val accuracy | images/s |",
+        "|---|---|---|---|---|",
     ]
     elapsed = 0.0
     within = None  # last epoch that ended within the reference's training time
@@ -309,8 +315,10 @@ def default_profile(
         if first_target is None and row["val_accuracy"] >= goal:
             first_target = (int(row["epoch"]), elapsed)
         speed = f"{train_images / row['epoch_seconds']:.0f}" if train_images else "—"
+        side = f"{small[1]} px" if small and row["epoch"] <= small[0] else "full"
         lines.append(
-            f"| {int(row['epoch'])} | {elapsed:.0f} | {row['val_accuracy']:.4f} | {speed} |"
+            f"| {int(row['epoch'])} | {side} | {elapsed:.0f} | {row['val_accuracy']:.4f} "
+            f"| {speed} |"
         )
     lines.append("")
     if reference_seconds:
@@ -376,11 +384,12 @@ def _write_report(measured: dict, out: Path) -> None:
     met_by_number = {label.split(".", 1)[0]: met for label, _, met in checked}
     lines.append("")
     if rows["default"]:
+        small = _progressive(len(rows["default"][0]["history"]))
         lines += [
             "## The defaults epoch by epoch",
             "",
             f"Seed {seeds[0]}'s default run (history.csv), against the reference's mean "
-            f"training time.{_speed(rows['default'][0])}"
+            f"training time.{_speed(rows['default'][0], small)}"
             + (
                 " At full speed the input pipeline keeps up (target 4), so the time goes to "
                 "the model's arithmetic, not to feeding it."
@@ -392,6 +401,7 @@ def _write_report(measured: dict, out: Path) -> None:
                 rows["default"][0]["history"],
                 reference_seconds,
                 rows["default"][0].get("train_images"),
+                small,
             ),
         ]
         if met_by_number["2"] is False and met_by_number["4"]:
@@ -489,12 +499,32 @@ def _slow_rounds(timings: dict[str, list[float]]) -> list[str]:
     ]
 
 
-def _speed(run: dict) -> str:
-    """A sentence with the run's training images/s (median epoch), when train.json had the count."""
+def _speed(run: dict, small: tuple[int, int] | None = None) -> str:
+    """A sentence with the run's training images/s (median epoch; full-size and small epochs
+    apart under progressive resizing), when train.json had the count."""
     if not run.get("train_images") or not run["history"]:
         return ""
-    seconds = statistics.median(row["epoch_seconds"] for row in run["history"])
-    return f" It trains at {run['train_images'] / seconds:.0f} images/s (median epoch)."
+    count = small[0] if small else 0
+    groups = {
+        "full-size": [row for row in run["history"] if row["epoch"] > count],
+        f"{small[1]} px" if small else "": [row for row in run["history"] if row["epoch"] <= count],
+    }
+    rates = [
+        f"{run['train_images'] / statistics.median(row['epoch_seconds'] for row in rows):.0f} "
+        f"images/s (median {name + ' ' if small else ''}epoch)"
+        for name, rows in groups.items()
+        if rows
+    ]
+    return f" It trains at {' and '.join(rates)}."
+
+
+def _progressive(epochs: int) -> tuple[int, int] | None:
+    """(small epochs, side) of the shipped params at `epochs` epochs; None without resizing."""
+    from imgclf.params import load_params, progressive_epochs_used
+
+    params = load_params(REPO / "params.yaml")
+    count = progressive_epochs_used(params.augment, params.model.arch, epochs)
+    return (count, params.augment.progressive_side) if count else None
 
 
 def _accelerator_section(folder: Path) -> list[str]:

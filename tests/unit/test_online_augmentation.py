@@ -164,6 +164,8 @@ def test_downscale_averages_the_pixels_each_output_pixel_covers() -> None:
     flat = np.full((2, 8, 8, 3), 77, np.uint8)
     out = downscale(flat, 6)
     assert out.shape == (2, 6, 6, 3) and out.dtype == np.uint8 and (out == 77).all()
+    # Not square: the shorter side becomes `side`, the other keeps the ratio.
+    assert downscale(np.zeros((1, 8, 12, 3), np.uint8), 6).shape == (1, 6, 9, 3)
 
 
 def test_progressive_resizing_shrinks_the_first_epochs_batches_only() -> None:

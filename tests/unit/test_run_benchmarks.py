@@ -72,12 +72,26 @@ def test_profile_finds_the_epochs_within_the_reference_time_and_the_first_85() -
         {"epoch": 3.0, "epoch_seconds": 40.0, "val_accuracy": 0.83},
         {"epoch": 4.0, "epoch_seconds": 50.0, "val_accuracy": 0.86},
     ]
-    text = "\n".join(run_benchmarks.default_profile(history, 100.0, train_images=20000))
-    assert "| 3 | 120 | 0.8300 | 500 |" in text and "| 4 | 170 | 0.8600 | 400 |" in text
+    text = "\n".join(
+        run_benchmarks.default_profile(history, 100.0, train_images=20000, small=(2, 24))
+    )
+    assert "| 2 | 24 px | 80 |" in text
+    assert "| 3 | full | 120 | 0.8300 | 500 |" in text
+    assert "| 4 | full | 170 | 0.8600 | 400 |" in text
     assert "finish 2 epoch(s), at 70.00% validation accuracy" in text
     assert "first reaches 85% after epoch 4, 170 s into training" in text
     text = "\n".join(run_benchmarks.default_profile(history[:3], reference_seconds=30.0))
     assert "Not one epoch" in text and "does not reach 85%" in text
+
+
+def test_speed_gives_small_and_full_size_epochs_apart() -> None:
+    history = [{"epoch": float(n), "epoch_seconds": 10.0 if n <= 2 else 20.0} for n in (1, 2, 3)]
+    run = {"train_images": 20000, "history": history}
+    assert run_benchmarks._speed(run) == " It trains at 2000 images/s (median epoch)."
+    assert run_benchmarks._speed(run, (2, 24)) == (
+        " It trains at 1000 images/s (median full-size epoch) and 2000 images/s "
+        "(median 24 px epoch)."
+    )
 
 
 def test_page_from_saved_measurements(tmp_path: Path) -> None:

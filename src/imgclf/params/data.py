@@ -141,7 +141,7 @@ class AugmentParams(Section):
         ge=4,
         le=4096,
         description="train: the first epochs (progressive_share of them) see every image "
-        "area-downscaled to this side, for their lower cost; null: full size throughout. "
+        "area-downscaled to this shorter side, for their lower cost; null: full size throughout. "
         "Models that pool globally only (fast_cnn, resnet_small).",
     )
     progressive_share: float = Field(
