@@ -121,8 +121,8 @@ BatchTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray
 @dataclass
 class CurrentEpoch:
     """The epoch the training loop is in (0-based), set as each epoch starts; the batch
-    transform reads it to pick the image size, which a count of batches would get wrong after
-    a resume."""
+    transform reads it for the alternating flip and the image size, which a count of batches
+    would get wrong after a resume."""
 
     epoch: int = 0
 
@@ -173,10 +173,11 @@ class OnlineAugmentation:
         """A stateful (images uint8, one-hot labels) -> same function; None when nothing is on.
 
         One generator serves every batch, so a seed fixes the whole sequence of draws as long
-        as batches arrive in order. The alternating flip counts batches to know the epoch: it
-        mirrors every batch of the odd epochs (the images were pre-mirrored by mirror_half).
-        Progressive resizing reads the epoch from `current_epoch` when given (the training loop sets
-        it, so a resumed run starts at the right size), else counts batches too.
+        as batches arrive in order. The alternating flip mirrors every batch of the odd epochs
+        (the images were pre-mirrored by mirror_half); progressive resizing downscales the
+        first ones. Both read the epoch from `current_epoch` when given (the training loop sets
+        it: a resumed run, or a loader that reads a batch ahead to learn the shapes, as Keras'
+        PyDataset adapter does, leaves a count of batches off), else count batches.
         """
         if not self.active:
             return None
@@ -184,12 +185,13 @@ class OnlineAugmentation:
         batches = itertools.count()
 
         def transform(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            counted_epoch = next(batches) // steps_per_epoch
+            counted = next(batches) // steps_per_epoch
+            epoch = current_epoch.epoch if current_epoch is not None else counted
             if self.crop_pixels is not None:
                 images = random_crop_flip(
                     images, rng, self.crop_pixels, flip=not self.alternating_flip
                 )
-                if self.alternating_flip and counted_epoch % 2:
+                if self.alternating_flip and epoch % 2:
                     images = images[:, :, ::-1]
             if self.color_jitter > 0:
                 images = jitter_colors(images, rng, self.color_jitter)
@@ -203,7 +205,6 @@ class OnlineAugmentation:
             if mixers:
                 mix, alpha = mixers[rng.integers(len(mixers))] if len(mixers) > 1 else mixers[0]
                 images, labels = mix(images, labels, rng, alpha)
-            epoch = current_epoch.epoch if current_epoch is not None else counted_epoch
             if self.resizes and epoch < self.small_epochs:
                 images = downscale(images, self.small_side)
             return images, labels.astype(np.float32)

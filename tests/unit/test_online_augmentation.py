@@ -124,7 +124,7 @@ def test_mirror_half_mirrors_a_seeded_half_exactly() -> None:
 
 
 def test_alternating_flip_mirrors_every_batch_of_the_odd_epochs_only() -> None:
-    from imgclf.online_augmentation import OnlineAugmentation
+    from imgclf.online_augmentation import CurrentEpoch, OnlineAugmentation
 
     images = random_images(8)
     labels = np.eye(4, dtype=np.float32)[np.arange(8) % 4]
@@ -136,6 +136,15 @@ def test_alternating_flip_mirrors_every_batch_of_the_odd_epochs_only() -> None:
     for batch, out in enumerate(outputs):
         odd_epoch = (batch // 2) % 2 == 1
         np.testing.assert_array_equal(out, images[:, :, ::-1] if odd_epoch else images)
+    # Told the epoch, it follows the training loop rather than its own count (a loader that
+    # reads one batch ahead to learn the shapes, or a resume, would shift the count).
+    current = CurrentEpoch()
+    told = online.batch_transform(0, steps_per_epoch=2, current_epoch=current)
+    np.testing.assert_array_equal(told(images, labels)[0], images)  # a look-ahead read
+    for epoch in (0, 0, 1, 1, 4, 5):
+        current.epoch = epoch
+        expected = images[:, :, ::-1] if epoch % 2 else images
+        np.testing.assert_array_equal(told(images, labels)[0], expected)
     # The random flip mirrors some images of a batch, not all or none.
     randomly = OnlineAugmentation(crop_pixels=0).batch_transform(0)(images, labels)[0]
     same = [np.array_equal(a, b) for a, b in zip(randomly, images, strict=True)]
