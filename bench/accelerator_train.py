@@ -67,20 +67,20 @@ def _params(args: argparse.Namespace):
     from imgclf.params import parse_params
 
     raw = yaml.safe_load(args.params.read_text(encoding="utf-8"))
-    overrides = {
+    options = {  # None: the option was not given
         ("train", "epochs"): args.epochs,
         ("train", "batch_size"): args.batch_size,
         ("train", "mixed_precision"): args.precision,
         ("optimizer", "lr"): args.lr,
         ("model", "widths"): args.widths,
     }
-    for assignment in args.set:
+    overrides = {place: value for place, value in options.items() if value is not None}
+    for assignment in args.set:  # -S key=null sets null (augment.progressive_side=null: off)
         dotted, _, value = assignment.partition("=")
         section, _, key = dotted.partition(".")
         overrides[(section, key)] = yaml.safe_load(value)
     for (section, key), value in overrides.items():
-        if value is not None:
-            raw.setdefault(section, {})[key] = value
+        raw.setdefault(section, {})[key] = value
     return parse_params(raw)
 
 
@@ -227,8 +227,14 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
 
 def _compile_untimed(model, batches, steps: int, current_epoch, small_epochs: int) -> float:
     """Compile on `steps` steps (at each image size the run trains at: progressive resizing's
-    smaller side first), then put the weights and optimizer state back as they were."""
+    smaller side first), then put the weights and optimizer state back as they were.
+
+    The optimizer's state goes back to its values as built, not to zeros: under float16 the
+    loss-scaling wrapper's scale is one of them, and a scale of 0 zeroes every gradient.
+    """
     weights = model.get_weights()
+    model.optimizer.build(model.trainable_variables)
+    state = [keras.ops.convert_to_numpy(variable.value) for variable in model.optimizer.variables]
     started = time.perf_counter()
     for epoch in sorted({0, small_epochs}):
         current_epoch.epoch = epoch
@@ -236,9 +242,10 @@ def _compile_untimed(model, batches, steps: int, current_epoch, small_epochs: in
     current_epoch.epoch = 0
     seconds = time.perf_counter() - started
     model.set_weights(weights)
-    for variable in model.optimizer.variables:  # step count and slots; a fixed rate stays
-        if not variable.path.endswith("learning_rate"):
-            variable.assign(keras.ops.zeros_like(variable))
+    if len(model.optimizer.variables) != len(state):
+        raise RuntimeError("the optimizer made new variables while compiling: cannot reset it")
+    for variable, value in zip(model.optimizer.variables, state, strict=True):
+        variable.assign(value)
     return seconds
 
 
@@ -258,6 +265,9 @@ class EpochClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         from imgclf.training.fit import accuracy_of
 
+        # JAX dispatches steps ahead of the device: wait for the epoch's last update to finish
+        # (reading a weight waits for the step that wrote it) before stopping the clock.
+        keras.ops.convert_to_numpy(self.model.trainable_variables[-1].value)
         seconds = time.perf_counter() - self._started
         self.seconds += seconds
         accuracy = round(accuracy_of(self.model, *self.scored, 1024), 4)
