@@ -145,11 +145,7 @@ def test_the_untimed_compile_puts_weights_and_optimizer_state_back_as_built() ->
     x, y = rng.normal(size=(32, 4)), rng.normal(size=(32, 3))
     batches = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)]
 
-    def data():
-        while True:
-            yield from batches
-
-    accelerator_train._compile_untimed(model, data(), 4, CurrentEpoch(), 0)
+    accelerator_train._compile_untimed(model, (batch for batch in batches), CurrentEpoch(), 0)
     for now, before in zip(model.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(now, before)
     state = {v.path: keras.ops.convert_to_numpy(v.value) for v in optimizer.variables}
