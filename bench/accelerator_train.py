@@ -10,8 +10,8 @@ seeds, their mean and spread. `--score val` trains on the pipeline's train split
 its val split instead, for choosing between recipes without looking at the test split.
 
     KERAS_BACKEND=jax python bench/accelerator_train.py DATA.tar.gz --seeds 0 1 2 \
-        --widths 64 256 256 --batch-size 1024 --lr 1.5 --epochs 10 \
-        -S optimizer.warmup_epochs=2.3 -S model.activation=gelu -S augment.progressive_side=null \
+        --widths 128 384 384 --batch-size 1024 --lr 1.5 --epochs 15 \
+        -S optimizer.warmup_epochs=3.45 -S model.activation=gelu -S augment.progressive_side=null \
         --target 0.94
 """
 
