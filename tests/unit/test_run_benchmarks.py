@@ -6,6 +6,7 @@ eval.json and history.csv per experiment); the numbers are chosen on each side o
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -147,3 +148,30 @@ def test_rounds_at_half_speed_are_counted_per_feeding() -> None:
         {"pipeline": [1500.0, 750.0, 1490.0, 751.0], "memory": [1600.0, 1450.0, 1500.0, 800.0]}
     )
     assert "pipeline 2 of 4, memory 1 of 4" in text
+
+
+def test_gpu_section_shows_each_runs_scored_split(tmp_path: Path) -> None:
+    def summary(split: str, accuracy: float) -> dict:
+        return {
+            "summary": True,
+            "device_name": "NVIDIA H200",
+            "precision": "mixed_float16",
+            "widths": [128, 384, 384],
+            "batch_size": 1024,
+            "epochs": 15,
+            "compile_seconds": 18.2,
+            "train_seconds": 15.3,
+            f"final_{split}_accuracy": accuracy,
+        }
+
+    epochs = [
+        {"epoch": n, "seconds": 1.0, "images_per_second": speed}
+        for n, speed in enumerate([900, 45000, 47000, 49000], start=1)
+    ]
+    lines = [*epochs, summary("test", 0.9146)]
+    (tmp_path / "a_test.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    (tmp_path / "b_val.jsonl").write_text(json.dumps(summary("val", 0.9107)))
+    section = "\n".join(run_benchmarks._accelerator_section(tmp_path))
+    assert "| a_test.jsonl | NVIDIA H200 | mixed_float16 | [128, 384, 384] | 1024 | 15 " in section
+    assert "| 18.2 | 15.3 | 0.9146 | 47000 |" in section  # median of the epochs after the first
+    assert "| 0.9107 (val) | — |" in section
