@@ -79,7 +79,11 @@ def _experiment(project: Path, env: dict[str, str], overrides: dict[str, str], s
     evaluation = _read_json(project / "reports/metrics/eval.json")
     with (project / "reports/plots/history.csv").open(encoding="utf-8", newline="") as handle:
         history = [
-            {key: float(row[key]) for key in ("epoch", "epoch_seconds", "val_accuracy")}
+            {
+                key: float(row[key])
+                for key in ("epoch", "epoch_seconds", "val_accuracy", "image_side")
+                if row.get(key)  # image_side: runs from before it was recorded lack it
+            }
             for row in csv.DictReader(handle)
         ]
     return {
@@ -298,7 +302,8 @@ def default_profile(
 ) -> list[str]:
     """The default run epoch by epoch: how far its accuracy gets in the reference's time.
 
-    small: (epochs, side) of progressive resizing, whose first epochs train on smaller images.
+    small: (epochs, side) of progressive resizing, whose first epochs train on smaller images,
+    for rows from before history.csv recorded each epoch's image_side.
     """
     lines = [
         "| epoch | image side | train seconds so far | val accuracy | images/s |",
@@ -315,7 +320,10 @@ def default_profile(
         if first_target is None and row["val_accuracy"] >= goal:
             first_target = (int(row["epoch"]), elapsed)
         speed = f"{train_images / row['epoch_seconds']:.0f}" if train_images else "—"
-        side = f"{small[1]} px" if small and row["epoch"] <= small[0] else "full"
+        if "image_side" in row:
+            side = f"{row['image_side']:.0f} px"
+        else:
+            side = f"{small[1]} px" if small and row["epoch"] <= small[0] else "full"
         lines.append(
             f"| {int(row['epoch'])} | {side} | {elapsed:.0f} | {row['val_accuracy']:.4f} "
             f"| {speed} |"

@@ -162,6 +162,11 @@ class OnlineAugmentation:
         """Whether some epochs train on smaller images (batches then change size mid-run)."""
         return self.small_side is not None and self.small_epochs > 0
 
+    def image_side(self, epoch: int, full_side: int) -> int:
+        """The shorter side, in pixels, of the images the 0-based `epoch` trains on, given the
+        training images' own shorter side (downscaling keeps the ratio)."""
+        return self.small_side if self.resizes and epoch < self.small_epochs else full_side
+
     @property
     def alternating_flip(self) -> bool:
         """Whether the training images must be pre-mirrored by `mirror_half` (epoch 0)."""

@@ -84,6 +84,12 @@ def test_repro_run_is_recorded_in_the_project_store(project: Path) -> None:
     assert "test_accuracy" in recorded.data.metrics and "val_accuracy" in recorded.data.metrics
     history = mlflow.MlflowClient().get_metric_history(recorded.info.run_id, "val_accuracy")
     assert [point.step for point in history] == [1]
+    # One epoch, too few for progressive resizing: it trained at the images' own side.
+    shape = json.loads((project / "data/prepared/classes.json").read_text())["image_shape"]
+    sides = mlflow.MlflowClient().get_metric_history(recorded.info.run_id, "image_side")
+    assert [(point.step, point.value) for point in sides] == [(1, min(shape[:2]))]
+    with open(project / "reports/plots/history.csv", encoding="utf-8", newline="") as handle:
+        assert [float(row["image_side"]) for row in csv.DictReader(handle)] == [min(shape[:2])]
 
 
 def test_run_records_its_data_and_a_model_that_names_its_classes(project: Path) -> None:

@@ -83,6 +83,10 @@ def test_profile_finds_the_epochs_within_the_reference_time_and_the_first_85() -
     assert "first reaches 85% after epoch 4, 170 s into training" in text
     text = "\n".join(run_benchmarks.default_profile(history[:3], reference_seconds=30.0))
     assert "Not one epoch" in text and "does not reach 85%" in text
+    # A run whose history.csv recorded each epoch's side: the page shows it, not the params'.
+    recorded = [{**row, "image_side": 20.0 if row["epoch"] < 2 else 32.0} for row in history]
+    text = "\n".join(run_benchmarks.default_profile(recorded, 100.0, small=(2, 24)))
+    assert "| 1 | 20 px | 40 |" in text and "| 2 | 32 px | 80 |" in text
 
 
 def test_speed_gives_small_and_full_size_epochs_apart() -> None:

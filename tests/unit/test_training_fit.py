@@ -38,19 +38,22 @@ class RowsSeen(keras.callbacks.Callback):
         self.seen.append(read_rows(self.path))
 
 
-def fit(path: Path, epochs: int, resume: ResumePoint | None = None) -> tuple[list, list]:
+def fit(
+    path: Path, epochs: int, resume: ResumePoint | None = None, columns=None, later=()
+) -> tuple[list, list]:
     spy = RowsSeen(path)
     result = fit_model(
         tiny_model(),
         ArrayBatches(FEATURES, LABELS, 3, 4, shuffle_seed=0),
         ArrayBatches(FEATURES, LABELS, 3, 6, shuffle_seed=None),
         epochs=epochs,
-        callbacks=[spy],
+        callbacks=[spy, *later],
         loss=keras.losses.CategoricalCrossentropy(),
         optimizer=keras.optimizers.SGD(learning_rate=0.1),
         verbose=0,
         resume=resume,
         history_path=path,
+        epoch_columns=columns,
     )
     return spy.seen, result.history
 
@@ -74,3 +77,15 @@ def test_a_resumed_fit_keeps_the_earlier_rows(tmp_path: Path) -> None:
     rows = seen[0]
     assert [row["epoch"] for row in rows] == ["1", "2"]
     assert rows[0]["loss"] == "9.0"
+
+
+def test_epoch_columns_reach_history_csv_and_the_later_callbacks(tmp_path: Path) -> None:
+    path = tmp_path / "history.csv"
+    logged = []  # what a later callback, such as the MLflow logger, is handed
+    later = keras.callbacks.LambdaCallback(on_epoch_end=lambda _, logs: logged.append(logs["side"]))
+    seen, history = fit(path, 3, columns=lambda epoch: {"side": 24 + 8 * epoch}, later=[later])
+    assert [row["side"] for row in history] == logged == [24, 32, 40]
+    assert [row["side"] for row in seen[-1]] == ["24.0", "32.0", "40.0"]
+    # Without columns, no such column.
+    _, plain = fit(tmp_path / "plain.csv", epochs=1)
+    assert "side" not in plain[0]

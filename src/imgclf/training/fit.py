@@ -16,15 +16,26 @@ from imgclf.diagnostics import TrainingDiagnostics, data_loss_metrics
 from imgclf.training.checkpoint import EpochBackup
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from imgclf.training.checkpoint import ResumePoint, TrainingBackup
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Adds the learning rate and wall time of each epoch to the logs, and keeps them."""
+    """Adds the learning rate and wall time of each epoch to the logs, and keeps them.
 
-    def __init__(self, rows: list[dict[str, float]] | None = None) -> None:
+    `columns`, when given, maps the 0-based epoch to more values for its row (the image side
+    of progressive resizing), so history.csv and the MLflow run show them too.
+    """
+
+    def __init__(
+        self,
+        rows: list[dict[str, float]] | None = None,
+        columns: Callable[[int], dict[str, float]] | None = None,
+    ) -> None:
         super().__init__()
         self.rows: list[dict[str, float]] = list(rows or [])
+        self.columns = columns
         self._started = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -35,6 +46,8 @@ class EpochRecorder(keras.callbacks.Callback):
         rate = self.model.optimizer.learning_rate
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
         logs["epoch_seconds"] = time.perf_counter() - self._started
+        if self.columns is not None:
+            logs.update(self.columns(epoch))
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
 
 
@@ -140,6 +153,7 @@ def fit_model(
     probe: tuple[np.ndarray, np.ndarray] | None = None,
     setup_seconds: float = 0.0,
     history_path: Path | None = None,
+    epoch_columns: Callable[[int], dict[str, float]] | None = None,
 ) -> TrainingResult:
     """Fit (compiling first when loss and optimizer are given) from `resume` or from scratch.
 
@@ -147,10 +161,11 @@ def fit_model(
     `setup_seconds` (work that learns from the data before fit, such as the whitening layer).
     probe, (images, one-hot labels), is the fixed batch for probe_grad_norm (diagnostics.py).
     history_path, when given, holds every epoch's row (CSV) from the end of the first epoch on.
+    epoch_columns maps the 0-based epoch to more values for its row and logs (EpochRecorder).
     """
     if loss is not None and optimizer is not None:
         compile_model(model, loss=loss, optimizer=optimizer, jit_compile=jit_compile)
-    recorder = EpochRecorder(resume.history if resume else None)
+    recorder = EpochRecorder(resume.history if resume else None, epoch_columns)
     saving = [EpochBackup(backup, recorder)] if backup is not None else []
     if history_path is not None:
         saving.append(HistoryWriter(history_path, recorder))

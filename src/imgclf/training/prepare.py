@@ -114,13 +114,14 @@ def prepare(files: TrainFiles, params: Params, connection: Connection) -> Setup:
     if small_epochs:
         classifier.accept_any_image_size(model)
     current_epoch = CurrentEpoch()
+    online = inputs.online_augmentation(params.augment, small_epochs)
     train_data, val_data = inputs.make_datasets(
         splits["train"],
         splits["validation"],
         len(class_names),
         trained.global_batch,
         settings.seed,
-        inputs.online_augmentation(params.augment, small_epochs),
+        online,
         current_epoch,
     )
     run_fit = functools.partial(
@@ -133,6 +134,8 @@ def prepare(files: TrainFiles, params: Params, connection: Connection) -> Setup:
         verbose="auto" if sys.stdout.isatty() else 2,
         probe=probe_batch(*splits["train"], len(class_names), trained.batch_size, settings.seed),
         setup_seconds=setup_seconds,
+        # history.csv and the MLflow run say which epochs trained on downscaled images.
+        epoch_columns=lambda epoch: {"image_side": online.image_side(epoch, min(shape[:2]))},
     )
     callbacks = [
         inputs.CurrentEpochCallback(current_epoch),
