@@ -130,8 +130,9 @@ class Study:
         """Experiment names start with it (the levers study keeps its first runs' names)."""
         return "study" if self.name == "levers" else self.name
 
-    def experiment(self, row: str, seed: int) -> str:
-        return f"{self.prefix}-{row}-s{seed}"
+    def experiment(self, row: str, seed: int, again: int = 0) -> str:
+        """The experiment's name; `again`: the baseline run anew in that later session."""
+        return f"{self.prefix}-{row}-s{seed}" + (f"-again{again}" if again else "")
 
 
 LEVERS = Study(
@@ -174,9 +175,15 @@ def experiment_name(row: str, seed: int) -> str:
 
 
 def run_grid(
-    data: Path, runs: list[tuple[str, int]], workdir: Path, jobs: int, study: Study = LEVERS
+    data: Path,
+    runs: list[tuple[str, int]],
+    workdir: Path,
+    jobs: int,
+    study: Study = LEVERS,
+    names: list[str] | None = None,
 ) -> list:
-    """Queue every (row, seed) of `runs`, run the queue, return `dvc exp show --json`."""
+    """Queue every (row, seed) of `runs` (named `names`, else by the study), run the queue,
+    return `dvc exp show --json`."""
     from support.project import make_project, pipeline_env
 
     shutil.rmtree(workdir, ignore_errors=True)
@@ -189,9 +196,10 @@ def run_grid(
     # Queued experiments start from the last commit: it must hold the data stages' lock.
     _run(["git", "add", "dvc.lock"], project, env)
     _run(["git", "commit", "-qm", "data stages for the study"], project, env)
-    for row, seed in runs:
+    for index, (row, seed) in enumerate(runs):
         overrides = study.rows[row][1]
-        command = ["dvc", "exp", "run", "--queue", "--name", study.experiment(row, seed)]
+        name = names[index] if names else study.experiment(row, seed)
+        command = ["dvc", "exp", "run", "--queue", "--name", name]
         for key, value in {**study.recipe, **overrides, "train.seed": str(seed)}.items():
             command += ["-S", f"{key}={value}"]
         _run(command, project, env)
@@ -266,7 +274,9 @@ def collect(shown: list, study: Study = LEVERS) -> dict[str, list[dict]]:
     validation accuracy (fast), which the test split never steers.
     """
     rows: dict[str, list[dict]] = {row: [] for row in study.rows}
-    pattern = re.compile(rf"^{re.escape(study.prefix)}-(?P<row>.+)-s(?P<seed>\d+)$")
+    pattern = re.compile(
+        rf"^{re.escape(study.prefix)}-(?P<row>.+?)-s(?P<seed>\d+)(?:-again(?P<again>\d+))?$"
+    )
     for revision in _revisions(shown):
         match = pattern.match(revision.get("name") or "")
         data = revision.get("data") or {}
@@ -284,6 +294,7 @@ def collect(shown: list, study: Study = LEVERS) -> dict[str, list[dict]]:
             {
                 "experiment": revision["name"],
                 "seed": int(match["seed"]),
+                "again": int(match["again"] or 0),  # the baseline run anew in that session
                 "score": float(score),
                 "accuracy": float(evaluation["accuracy"]),
                 "val_accuracy": None if val is None else float(val),
@@ -330,12 +341,26 @@ def _paired(records: list[dict], baseline: list[dict], session: dict[str, int]) 
 
 
 def _sessions(meta: dict) -> dict[str, int]:
-    """Experiment name -> the session that added it (1, 2, ...; absent: the first run)."""
+    """Experiment name -> the session that added it (1, 2, ...; absent: the first run).
+
+    An addition that only ran the baseline anew for an earlier session's rows (its
+    `baseline_for`, on the same machine) counts as that session.
+    """
     return {
-        name: index
+        name: addition.get("baseline_for", index)
         for index, addition in enumerate(meta.get("additions", []), start=1)
         for name in addition["experiments"]
     }
+
+
+def _baseline_of(records: list[dict], baseline: list[dict], session: dict[str, int]) -> list[dict]:
+    """The baseline runs `records` compare with: those a later session ran anew
+    (`--baseline-again`) when every record comes from that session, else the first ones."""
+    sessions = {session.get(record["experiment"], 0) for record in records}
+    again = [b for b in baseline if b["again"] and session.get(b["experiment"], 0) in sessions]
+    if len(sessions) == 1 and again:
+        return again
+    return [b for b in baseline if not b["again"]]
 
 
 def _verdict(records: list[dict], baseline: list[dict]) -> str:
@@ -354,15 +379,23 @@ def _verdict(records: list[dict], baseline: list[dict]) -> str:
     return "no clear effect"
 
 
-def write_plot(rows: dict[str, list[dict]], path: Path, study: Study = LEVERS) -> None:
+def write_plot(
+    rows: dict[str, list[dict]],
+    path: Path,
+    study: Study = LEVERS,
+    session: dict[str, int] | None = None,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    baseline = rows[study.baseline]
+    session = session or {}
     names = [row for row in study.rows if row != study.baseline and rows[row]]
-    gains = [100 * (_gain(rows[row], baseline) or 0.0) for row in names]
+    gains = [
+        100 * (_gain(rows[row], _baseline_of(rows[row], rows[study.baseline], session)) or 0.0)
+        for row in names
+    ]
     spreads = [
         100 * statistics.stdev(r["score"] for r in rows[row]) if len(rows[row]) > 1 else 0.0
         for row in names
@@ -389,8 +422,12 @@ def write_report(
 ) -> None:
     out, plot = out or study.out, plot or study.plot
     rows = collect(shown, study)
-    baseline = rows[study.baseline]
     session = _sessions(meta)
+    runs_of_baseline = rows[study.baseline]
+    rows[study.baseline] = [record for record in runs_of_baseline if not record["again"]]
+    compared = {  # the baseline runs each row is measured against
+        row: _baseline_of(rows[row], runs_of_baseline, session) for row in study.rows
+    }
     seeds = sorted({record["seed"] for records in rows.values() for record in records})
     flag = "" if study is LEVERS else f" --study {study.name}"
     ranked_by = (
@@ -437,8 +474,15 @@ def write_report(
             "| test accuracy | train seconds | verdict |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
+    again_rows = []  # the baseline run anew by a later session, shown under its first runs
+    for number, addition in enumerate(meta.get("additions", []), start=1):
+        names = set(addition["experiments"])
+        again = [r for r in runs_of_baseline if r["again"] and r["experiment"] in names]
+        if again:
+            again_rows.append((number, addition, again))
     for row, (description, _) in study.rows.items():
         records = sorted(rows[row], key=lambda record: record["seed"])
+        baseline = compared[row]
         gain = _gain(records, baseline)
         is_base = row == study.baseline
         middle = (
@@ -454,22 +498,35 @@ def write_report(
             f"{middle} | {_mean_std([r['train_seconds'] for r in records], 0)} | "
             f"{'—' if is_base else _verdict(records, baseline)} |"
         )
+        if is_base:
+            for _, addition, again in again_rows:
+                again = sorted(again, key=lambda record: record["seed"])
+                served = addition.get("baseline_for") or _sessions(meta)[again[0]["experiment"]]
+                lines.append(
+                    f"| {study.baseline}, again | the same, run anew on {addition['machine']}, "
+                    f"{addition['date']}, for the rows added in session {served}, which compare "
+                    f"with these runs | {len(again)} | "
+                    f"{_mean_std([r['score'] for r in again])} | — | — | "
+                    f"{_mean_std([r['accuracy'] for r in again])} | "
+                    f"{_mean_std([r['train_seconds'] for r in again], 0)} | — |"
+                )
+
+    def gain_of(row: str) -> float | None:
+        return _gain(rows[row], compared[row])
+
+    def verdict_of(row: str) -> str:
+        return _verdict(rows[row], compared[row])
+
     ranked = sorted(
-        (
-            row
-            for row in study.rows
-            if row != study.baseline and _gain(rows[row], baseline) is not None
-        ),
-        key=lambda row: _gain(rows[row], baseline),
+        (row for row in study.rows if row != study.baseline and gain_of(row) is not None),
+        key=gain_of,
         reverse=True,
     )
-    helped = [row for row in ranked if _verdict(rows[row], baseline) == "helped"]
-    not_helped = [row for row in ranked if _verdict(rows[row], baseline) != "helped"]
+    helped = [row for row in ranked if verdict_of(row) == "helped"]
+    not_helped = [row for row in ranked if verdict_of(row) != "helped"]
     lines += ["", f"![accuracy change per row](results/{plot.name})", "", "## Summary", ""]
     if ranked:
-        best = ", ".join(
-            f"{row} ({100 * _gain(rows[row], baseline):+.2f} points)" for row in ranked[:3]
-        )
+        best = ", ".join(f"{row} ({100 * gain_of(row):+.2f} points)" for row in ranked[:3])
         lines.append(f"- Three best single changes by mean gain: {best}.")
     if study is LEVERS:
         lines.append(f"- Helped beyond the seed spread: {', '.join(helped) or 'none'}.")
@@ -480,7 +537,7 @@ def write_report(
             "- The shipped fast recipe, one lever removed at a time: [ablation.md](ablation.md)."
         )
     else:  # an ablation: a row that hurts is a lever that earns its place
-        verdicts = {row: _verdict(rows[row], baseline) for row in ranked}
+        verdicts = {row: verdict_of(row) for row in ranked}
         hurt = [row for row in ranked if verdicts[row] == "hurt"]
         unclear = [row for row in ranked if verdicts[row] == "no clear effect"]
         few = [row for row in ranked if verdicts[row] == "not enough seeds"]
@@ -495,7 +552,7 @@ def write_report(
     if missing:
         lines.append(f"- Missing seeds (failed or not run): {', '.join(missing)}.")
     lines += ["", *meta.get("notes", [])]
-    for addition in meta.get("additions", []):
+    for number, addition in enumerate(meta.get("additions", []), start=1):
         lines += [
             "",
             f"Added later with `--add-missing`: {', '.join(addition['experiments'])}; run on "
@@ -505,10 +562,19 @@ def write_report(
             "the same initial weights and batch order only where the code drew them the same "
             "way, and the arithmetic rounds differently on another CPU, so read it as unpaired.",
         ]
+        if any(index == number for index, _, _ in again_rows):
+            served = addition.get("baseline_for", number)
+            rows_of = "its own rows" if served == number else f"the rows of session {served}"
+            lines[-1] += (
+                f" It ran the {study.baseline} anew (`--baseline-again`, the `{study.baseline}, "
+                f"again` row) for {rows_of}: their differences, verdicts and ranks compare with "
+                "those runs, pairs from one machine."
+            )
     lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    write_plot(rows, plot, study)
+    rows[study.baseline] = runs_of_baseline
+    write_plot(rows, plot, study, session)
 
 
 def main() -> None:
@@ -530,7 +596,15 @@ def main() -> None:
     keep.add_argument(
         "--replace", action="store_true", help="start the study over: the saved JSON is replaced"
     )
+    parser.add_argument(
+        "--baseline-again",
+        action="store_true",
+        help="with --add-missing: run the baseline row anew for every seed, so the added rows "
+        "pair with runs from their own machine and code",
+    )
     args = parser.parse_args()
+    if args.baseline_again and not args.add_missing:
+        parser.error("--baseline-again adds to a saved study: give it with --add-missing")
     study = STUDIES[args.study]
     rows = args.rows or list(study.rows)
     unknown = sorted(set(rows) - set(study.rows))
@@ -558,13 +632,26 @@ def main() -> None:
     if args.add_missing:
         saved = json.loads(study.raw.read_text(encoding="utf-8"))
         runs = missing_runs(saved["exp_show"], rows, args.seeds, study)
-        if not runs:
+        if not runs and not args.baseline_again:
             print(f"nothing missing: every row has seeds {args.seeds} in {study.raw}")
             return
         experiments = [study.experiment(*run) for run in runs]
-        print(f"running {len(runs)} missing: {', '.join(experiments)}")
-        shown = run_grid(args.data, runs, args.workdir, args.jobs, study)
-        saved = add_runs(saved, shown, {**session, "jobs": args.jobs, "experiments": experiments})
+        addition = {**session, "jobs": args.jobs}
+        if args.baseline_again:
+            additions = saved["meta"].get("additions", [])
+            number = len(additions) + 1  # this session's
+            if not runs:  # nothing missing: the baseline anew for the last session's rows
+                if not additions or additions[-1]["machine"] != session["machine"]:
+                    parser.error(
+                        "--baseline-again with nothing missing serves the last session's rows, "
+                        "which must come from this machine; none do"
+                    )
+                addition["baseline_for"] = len(additions)
+            runs += [(study.baseline, seed) for seed in args.seeds]
+            experiments += [study.experiment(study.baseline, seed, number) for seed in args.seeds]
+        print(f"running {len(runs)}: {', '.join(experiments)}")
+        shown = run_grid(args.data, runs, args.workdir, args.jobs, study, experiments)
+        saved = add_runs(saved, shown, {**addition, "experiments": experiments})
         if args.note:
             saved["meta"]["notes"] = args.note
     else:

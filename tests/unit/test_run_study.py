@@ -179,3 +179,42 @@ def test_a_saved_study_is_not_overwritten_without_a_choice(
     assert stopped.value.code == 2
     assert raw.read_text(encoding="utf-8") == '{"meta": {}, "exp_show": []}'
     assert "--add-missing runs only the row x seed experiments it lacks" in capsys.readouterr().err
+
+
+def test_baseline_run_again_pairs_the_rows_of_its_session(tmp_path: Path) -> None:
+    first = _fast_entry({"fast-default-s0": 0.80, "fast-default-s1": 0.82})
+    saved = {"meta": {"jobs": 2, "machine": "first machine", "notes": []}, "exp_show": first}
+    later = _fast_entry({"fast-gelu-s0": 0.85, "fast-gelu-s1": 0.86})
+    where = {"machine": "second machine", "date": "2026-12-04", "commit": "abc1234", "jobs": 2}
+    merged = run_study.add_runs(
+        saved, later, {**where, "experiments": ["fast-gelu-s0", "fast-gelu-s1"]}
+    )
+    out, plot = tmp_path / "ablation.md", tmp_path / "ablation.png"
+
+    def gelu_line() -> str:
+        run_study.write_report(
+            merged["exp_show"], merged["meta"], out=out, plot=plot, study=run_study.FAST
+        )
+        return next(x for x in out.read_text().splitlines() if x.startswith("| gelu |"))
+
+    # Against the first machine's default: +4.5 points, every pair across sessions.
+    assert "| +4.50 | s0 +5.00†, s1 +4.00† |" in gelu_line()
+    # The default run anew on the second machine for session 1's rows: the gelu rows now pair
+    # with it (no dagger), the default row keeps its first runs, and the rerun shows below it.
+    names = [run_study.FAST.experiment("default", seed, 2) for seed in (0, 1)]
+    assert names == ["fast-default-s0-again2", "fast-default-s1-again2"]
+    again = _fast_entry(dict(zip(names, (0.84, 0.85), strict=True)))
+    merged = run_study.add_runs(merged, again, {**where, "baseline_for": 1, "experiments": names})
+    assert "| +1.00 | s0 +1.00, s1 +1.00 |" in gelu_line()
+    text = out.read_text()
+    assert (
+        "| default | the shipped defaults (fast_cnn, params.yaml) | 2 | 0.8100 ± 0.0141 |" in text
+    )
+    assert (
+        "| default, again | the same, run anew on second machine, 2026-12-04, for the rows " in text
+    )
+    assert "rows added in session 1, which compare with these runs | 2 | 0.8450 ± 0.0071 |" in text
+    assert "for the rows of session 1: their differences, verdicts and ranks compare" in text
+    # Rows of another session (none ran there) still read against the first default.
+    collected = run_study.collect(merged["exp_show"], run_study.FAST)
+    assert sorted(r["again"] for r in collected["default"]) == [0, 0, 2, 2]
