@@ -413,6 +413,14 @@ def write_plot(
     plt.close(figure)
 
 
+def _middle_column(records: list[dict], study: Study) -> str:
+    """The column between the paired differences and the seconds: ECE (levers) or the test
+    accuracy (fast, ranked by validation)."""
+    if study.score == "test":
+        return _mean_std([float(r["ece"]) for r in records if r.get("ece") is not None], 3)
+    return _mean_std([r["accuracy"] for r in records])
+
+
 def write_report(
     shown: list,
     meta: dict,
@@ -485,11 +493,7 @@ def write_report(
         baseline = compared[row]
         gain = _gain(records, baseline)
         is_base = row == study.baseline
-        middle = (
-            _mean_std([float(r["ece"]) for r in records if r.get("ece") is not None], 3)
-            if study.score == "test"
-            else _mean_std([r["accuracy"] for r in records])
-        )
+        middle = _middle_column(records, study)
         lines.append(
             f"| {row} | {description} | {len(records)} | "
             f"{_mean_std([r['score'] for r in records])} | "
@@ -507,7 +511,7 @@ def write_report(
                     f"{addition['date']}, for the rows added in session {served}, which compare "
                     f"with these runs | {len(again)} | "
                     f"{_mean_std([r['score'] for r in again])} | — | — | "
-                    f"{_mean_std([r['accuracy'] for r in again])} | "
+                    f"{_middle_column(again, study)} | "
                     f"{_mean_std([r['train_seconds'] for r in again], 0)} | — |"
                 )
 
