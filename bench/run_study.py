@@ -429,13 +429,13 @@ def write_report(
     study: Study = LEVERS,
 ) -> None:
     out, plot = out or study.out, plot or study.plot
-    rows = collect(shown, study)
+    collected = collect(shown, study)
     session = _sessions(meta)
-    runs_of_baseline = rows[study.baseline]
-    rows[study.baseline] = [record for record in runs_of_baseline if not record["again"]]
     compared = {  # the baseline runs each row is measured against
-        row: _baseline_of(rows[row], runs_of_baseline, session) for row in study.rows
+        row: _baseline_of(collected[row], collected[study.baseline], session) for row in study.rows
     }
+    # The baseline row shows its first runs; runs anew get rows of their own under it.
+    rows = {**collected, study.baseline: compared[study.baseline]}
     seeds = sorted({record["seed"] for records in rows.values() for record in records})
     flag = "" if study is LEVERS else f" --study {study.name}"
     ranked_by = (
@@ -482,12 +482,12 @@ def write_report(
             "| test accuracy | train seconds | verdict |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-    again_rows = []  # the baseline run anew by a later session, shown under its first runs
+    again_rows = {}  # session number -> its runs of the baseline anew
     for number, addition in enumerate(meta.get("additions", []), start=1):
         names = set(addition["experiments"])
-        again = [r for r in runs_of_baseline if r["again"] and r["experiment"] in names]
-        if again:
-            again_rows.append((number, addition, again))
+        baseline_runs = collected[study.baseline]
+        if again := [r for r in baseline_runs if r["again"] and r["experiment"] in names]:
+            again_rows[number] = sorted(again, key=lambda record: record["seed"])
     for row, (description, _) in study.rows.items():
         records = sorted(rows[row], key=lambda record: record["seed"])
         baseline = compared[row]
@@ -503,9 +503,9 @@ def write_report(
             f"{'—' if is_base else _verdict(records, baseline)} |"
         )
         if is_base:
-            for _, addition, again in again_rows:
-                again = sorted(again, key=lambda record: record["seed"])
-                served = addition.get("baseline_for") or _sessions(meta)[again[0]["experiment"]]
+            for number, again in again_rows.items():
+                addition = meta["additions"][number - 1]
+                served = session[again[0]["experiment"]]
                 lines.append(
                     f"| {study.baseline}, again | the same, run anew on {addition['machine']}, "
                     f"{addition['date']}, for the rows added in session {served}, which compare "
@@ -566,8 +566,8 @@ def write_report(
             "the same initial weights and batch order only where the code drew them the same "
             "way, and the arithmetic rounds differently on another CPU, so read it as unpaired.",
         ]
-        if any(index == number for index, _, _ in again_rows):
-            served = addition.get("baseline_for", number)
+        if number in again_rows:
+            served = session[again_rows[number][0]["experiment"]]
             rows_of = "its own rows" if served == number else f"the rows of session {served}"
             lines[-1] += (
                 f" It ran the {study.baseline} anew (`--baseline-again`, the `{study.baseline}, "
@@ -577,8 +577,7 @@ def write_report(
     lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    rows[study.baseline] = runs_of_baseline
-    write_plot(rows, plot, study, session)
+    write_plot(collected, plot, study, session)
 
 
 def main() -> None:

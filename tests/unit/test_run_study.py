@@ -215,6 +215,6 @@ def test_baseline_run_again_pairs_the_rows_of_its_session(tmp_path: Path) -> Non
     )
     assert "rows added in session 1, which compare with these runs | 2 | 0.8450 ± 0.0071 |" in text
     assert "for the rows of session 1: their differences, verdicts and ranks compare" in text
-    # Rows of another session (none ran there) still read against the first default.
+    # collect keeps the first runs and the runs anew, told apart by `again`.
     collected = run_study.collect(merged["exp_show"], run_study.FAST)
     assert sorted(r["again"] for r in collected["default"]) == [0, 0, 2, 2]
