@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from imgclf.model.batchnorm import FusedBatchNormalization
 from imgclf.model.regularizers import build_kernel_constraint
 
 
@@ -129,7 +130,8 @@ def _fast_group(x: keras.KerasTensor, filters: int, spec: ModelSpec, name: str):
     """conv -> max-pool -> BatchNorm -> activation -> conv -> BatchNorm -> activation.
 
     Pooling right after the first conv halves the cost of everything after it; BatchNorm after
-    the pool normalises the statistics the next layer actually sees.
+    the pool normalises the statistics the next layer actually sees. Its training step runs
+    fused under TensorFlow (batchnorm.py); the saved model holds stock BatchNormalization.
     """
     norm = {
         "momentum": spec.batchnorm_momentum,
@@ -139,10 +141,10 @@ def _fast_group(x: keras.KerasTensor, filters: int, spec: ModelSpec, name: str):
     conv = {"padding": "same", "use_bias": False, **spec.kernel_settings("conv")}
     x = layers.Conv2D(filters, 3, **conv, name=f"{name}_conv1")(x)
     x = layers.MaxPooling2D(name=f"{name}_pool")(x)
-    x = layers.BatchNormalization(**norm, name=f"{name}_bn1")(x)
+    x = FusedBatchNormalization(**norm, name=f"{name}_bn1")(x)
     x = layers.Activation(spec.activation, name=f"{name}_act1")(x)
     x = layers.Conv2D(filters, 3, **conv, name=f"{name}_conv2")(x)
-    x = layers.BatchNormalization(**norm, name=f"{name}_bn2")(x)
+    x = FusedBatchNormalization(**norm, name=f"{name}_bn2")(x)
     x = layers.Activation(spec.activation, name=f"{name}_act2")(x)
     return _spatial_dropout(x, spec, f"{name}_spatial_dropout")
 

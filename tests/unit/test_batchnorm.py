@@ -1,0 +1,97 @@
+"""Tests for imgclf.model.batchnorm: the fused training step and the swap back to stock layers."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from imgclf.model.architectures import ModelSpec, build_model
+from imgclf.model.batchnorm import FusedBatchNormalization, with_stock_batchnorm
+
+SETTINGS = {"momentum": 0.4, "epsilon": 1e-5, "scale": False}
+
+
+def paired_layers(dtype: str, **settings):
+    """A fused and a stock layer with the same config and weights (a non-zero shift)."""
+    fused = FusedBatchNormalization(**{**SETTINGS, **settings}, dtype=dtype)
+    stock = keras.layers.BatchNormalization(**{**SETTINGS, **settings}, dtype=dtype)
+    for layer in (fused, stock):
+        layer.build((None, 5, 5, 8))
+    fused.beta.assign(np.linspace(-1.0, 1.0, 8, dtype=np.float32))
+    stock.set_weights(fused.get_weights())
+    return fused, stock
+
+
+def train_step(layer, images: np.ndarray):
+    """Outputs, input gradient and shift gradient of a loss that weighs every value apart."""
+    inputs = tf.constant(images)
+    weights = tf.constant(np.random.default_rng(1).normal(size=images.shape).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = tf.cast(layer(inputs, training=True), tf.float32)
+        loss = tf.reduce_sum(tf.square(outputs) * weights)
+    input_grad, shift_grad = tape.gradient(loss, [inputs, layer.beta])
+    return outputs.numpy(), input_grad.numpy(), shift_grad.numpy()
+
+
+# Relative L1 error allowed: float32 rounding, or bfloat16's 8-bit mantissa (about 0.4%).
+@pytest.mark.parametrize(("dtype", "tolerance"), [("float32", 1e-5), ("mixed_bfloat16", 5e-3)])
+def test_fused_training_step_matches_keras_batchnorm(dtype: str, tolerance: float) -> None:
+    images = np.random.default_rng(0).normal(2.0, 3.0, (64, 5, 5, 8)).astype(np.float32)
+    fused, stock = paired_layers(dtype)
+    fused_step, stock_step = train_step(fused, images), train_step(stock, images)
+    for fused_value, stock_value in zip(fused_step, stock_step, strict=True):
+        error = np.abs(fused_value - stock_value).sum() / np.abs(stock_value).sum()
+        assert error < tolerance
+    # The running statistics move by the biased batch variance, as Keras' own layer's do.
+    np.testing.assert_allclose(fused.moving_mean.numpy(), stock.moving_mean.numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        fused.moving_variance.numpy(), stock.moving_variance.numpy(), rtol=1e-5
+    )
+    assert not np.allclose(fused.moving_mean.numpy(), 0.0)
+
+
+def test_training_runs_the_fused_kernel_and_inference_the_stock_code() -> None:
+    fused, _ = paired_layers("float32")
+    images = tf.zeros((4, 5, 5, 8))
+
+    def op_types(training: bool) -> set[str]:
+        step = tf.function(lambda batch: fused(batch, training=training))
+        graph = step.get_concrete_function(images).graph
+        return {op.type for op in graph.get_operations()}
+
+    assert "FusedBatchNormV3" in op_types(training=True)
+    assert "FusedBatchNormV3" not in op_types(training=False)
+
+
+def test_with_stock_batchnorm_keeps_the_weights_and_predictions() -> None:
+    spec = ModelSpec(
+        image_shape=(16, 16, 3),
+        num_classes=4,
+        channel_mean=[120.0] * 3,
+        channel_std=[60.0] * 3,
+        width=4,
+        widths=(8, 8),
+    )
+    model = build_model("fast_cnn", spec)
+    norms = [layer for layer in model.layers if isinstance(layer, FusedBatchNormalization)]
+    assert len(norms) == 4
+    images = np.random.default_rng(1).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    model(images, training=True)  # moves the running statistics away from their start
+
+    stock = with_stock_batchnorm(model)
+
+    assert not [layer for layer in stock.layers if isinstance(layer, FusedBatchNormalization)]
+    for layer in norms:
+        assert type(stock.get_layer(layer.name)) is keras.layers.BatchNormalization
+    for source, copied in zip(model.get_weights(), stock.get_weights(), strict=True):
+        np.testing.assert_array_equal(source, copied)
+    np.testing.assert_allclose(
+        stock.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
+    )
+    assert "imgclf" not in json.dumps(json.loads(stock.to_json()))
+    assert with_stock_batchnorm(stock) is stock
