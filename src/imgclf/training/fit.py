@@ -111,10 +111,10 @@ def save_serving_model(model: keras.Model, path: Path, tta: str = "none") -> ker
     With `tta` (evaluate.tta), the copy averages the test-time views itself, so evaluate,
     promote and every server score exactly what was saved.
     """
-    from imgclf.model.batchnorm import with_stock_batchnorm
+    from imgclf.model.fast_layers import with_stock_layers
     from imgclf.model.tta import with_test_time_augmentation
 
-    plain = with_stock_batchnorm(keras.Model(model.inputs, model.outputs, name=model.name))
+    plain = with_stock_layers(keras.Model(model.inputs, model.outputs, name=model.name))
     serving = with_test_time_augmentation(plain, tta)
     path.parent.mkdir(parents=True, exist_ok=True)
     serving.save(path)

@@ -1,4 +1,4 @@
-"""Tests for imgclf.model.batchnorm: the fused training step and the swap back to stock layers."""
+"""Tests for imgclf.model.fast_layers: the faster training stand-ins, the swap back to stock."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import pytest
 import tensorflow as tf
 
 from imgclf.model.architectures import ModelSpec, build_model
-from imgclf.model.batchnorm import FusedBatchNormalization, with_stock_batchnorm
+from imgclf.model.fast_layers import (
+    FusedBatchNormalization,
+    SmallMapConv2D,
+    with_stock_layers,
+)
 
 SETTINGS = {"momentum": 0.4, "epsilon": 1e-5, "scale": False}
 
@@ -68,7 +72,7 @@ def test_training_runs_the_fused_kernel_and_inference_the_stock_code() -> None:
     assert "FusedBatchNormV3" not in op_types(training=False)
 
 
-def test_with_stock_batchnorm_keeps_the_weights_and_predictions() -> None:
+def test_with_stock_layers_keeps_the_weights_and_predictions() -> None:
     spec = ModelSpec(
         image_shape=(16, 16, 3),
         num_classes=4,
@@ -80,18 +84,68 @@ def test_with_stock_batchnorm_keeps_the_weights_and_predictions() -> None:
     model = build_model("fast_cnn", spec)
     norms = [layer for layer in model.layers if isinstance(layer, FusedBatchNormalization)]
     assert len(norms) == 4
+    # 16 px: group 1 pools to 8x8, group 2 to 4x4, where the kernel gradient goes by taps.
+    assert type(model.get_layer("group1_conv2")) is keras.layers.Conv2D
+    assert type(model.get_layer("group2_conv2")) is SmallMapConv2D
     images = np.random.default_rng(1).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
     model(images, training=True)  # moves the running statistics away from their start
 
-    stock = with_stock_batchnorm(model)
+    stock = with_stock_layers(model)
 
     assert not [layer for layer in stock.layers if isinstance(layer, FusedBatchNormalization)]
     for layer in norms:
         assert type(stock.get_layer(layer.name)) is keras.layers.BatchNormalization
+    assert type(stock.get_layer("group2_conv2")) is keras.layers.Conv2D
     for source, copied in zip(model.get_weights(), stock.get_weights(), strict=True):
         np.testing.assert_array_equal(source, copied)
     np.testing.assert_allclose(
         stock.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
     )
     assert "imgclf" not in json.dumps(json.loads(stock.to_json()))
-    assert with_stock_batchnorm(stock) is stock
+    assert with_stock_layers(stock) is stock
+
+
+def conv_gradients(layer, images: np.ndarray):
+    """Outputs, input gradient and kernel gradient of a loss that weighs every value apart."""
+    inputs = tf.constant(images)
+    weights = tf.constant(np.random.default_rng(2).normal(size=(*images.shape[:3], 16)))
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = tf.cast(layer(inputs), tf.float32)
+        loss = tf.reduce_sum(tf.square(outputs) * tf.cast(weights, tf.float32))
+    input_grad, kernel_grad = tape.gradient(loss, [inputs, layer.kernel])
+    return outputs.numpy(), input_grad.numpy(), kernel_grad.numpy()
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [("float32", 1e-5), ("mixed_bfloat16", 5e-3)])
+@pytest.mark.parametrize("side", [3, 2])
+def test_small_map_conv_gradients_match_keras_conv(dtype: str, tolerance: float, side) -> None:
+    images = np.random.default_rng(0).normal(size=(32, side, side, 12)).astype(np.float32)
+    by_taps = SmallMapConv2D(16, 3, padding="same", use_bias=False, dtype=dtype)
+    stock = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, dtype=dtype)
+    by_taps.build(images.shape)
+    stock.build(images.shape)
+    stock.set_weights(by_taps.get_weights())
+    for ours, theirs in zip(
+        conv_gradients(by_taps, images), conv_gradients(stock, images), strict=True
+    ):
+        assert np.abs(ours - theirs).sum() / np.abs(theirs).sum() < tolerance
+
+
+def test_small_map_conv_takes_no_onednn_kernel_gradient() -> None:
+    layer = SmallMapConv2D(16, 3, padding="same", use_bias=False)
+    images = tf.zeros((4, 3, 3, 12))
+    layer.build(images.shape)
+
+    @tf.function
+    def kernel_gradient(batch):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(batch))
+        return tape.gradient(loss, layer.kernel)
+
+    graph = kernel_gradient.get_concrete_function(images).graph
+    types = {op.type for op in graph.get_operations()}
+    assert "Conv2DBackpropFilter" not in types and "MatMul" in types
+    strided = SmallMapConv2D(16, 3, strides=2, padding="same")
+    strided.build(images.shape)
+    assert strided(images).shape == (4, 2, 2, 16)  # unsupported settings: the stock op
