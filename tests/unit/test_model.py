@@ -90,7 +90,9 @@ def test_fast_cnn_whitening_dirac_and_frozen_batchnorm_scale() -> None:
     np.testing.assert_array_equal(first[1, 1, np.arange(8), np.arange(8)], np.ones(8))
     norm = model.get_layer("group1_bn1")
     assert norm.gamma is None and norm.momentum == pytest.approx(0.4)
-    assert [layer.name for layer in model.layers if "act" in layer.name][0] == "whiten_act"
+    # The whitening layer applies the activation itself, after a zero bias (one fused kernel).
+    assert whiten.activation is keras.activations.get("relu")
+    np.testing.assert_array_equal(whiten.get_weights()[1], np.zeros(kernel.shape[-1]))
     assert model.get_layer("logit_scale").scale == pytest.approx(0.5)
 
 

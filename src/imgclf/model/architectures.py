@@ -173,12 +173,17 @@ def build_fast_cnn(spec: ModelSpec) -> keras.Model:
     )
     if spec.whitening_kernel is not None:
         kernel = spec.whitening_kernel
+        # A zero bias and the activation in the layer let TensorFlow fuse conv, bias and ReLU
+        # into one oneDNN kernel: the separate full-size ReLU took 5 of a 62 ms CPU step.
         whiten = layers.Conv2D(
-            kernel.shape[-1], kernel.shape[0], use_bias=False, trainable=False, name="whiten"
+            kernel.shape[-1],
+            kernel.shape[0],
+            activation=spec.activation,
+            trainable=False,
+            name="whiten",
         )
         x = whiten(x)
-        whiten.set_weights([kernel])
-        x = layers.Activation(spec.activation, name="whiten_act")(x)
+        whiten.set_weights([kernel, np.zeros(kernel.shape[-1], np.float32)])
     for index, width in enumerate(spec.widths, start=1):
         x = _fast_group(x, width, spec, f"group{index}")
     x = layers.GlobalMaxPooling2D(name="pool")(x)
