@@ -84,9 +84,9 @@ FAST_ROWS: dict[str, tuple[str, dict[str, str]]] = {
     "default": ("the shipped defaults (fast_cnn, params.yaml)", {}),
     "gelu": ("GELU instead of ReLU (the records' activation)", {"model.activation": "gelu"}),
     "no-whitening": ("no patch-whitening layer", {"model.whitening": "false"}),
-    "no-progressive": (
-        "full-size images in every epoch (no progressive resizing)",
-        {"augment.progressive_side": "null"},
+    "progressive": (
+        "the first 5 of 8 epochs on 24 px images (progressive resizing)",
+        {"augment.progressive_side": "24"},
     ),
     "no-dirac": ("random init instead of identity", {"model.dirac_init": "false"}),
     "plain-batchnorm": (

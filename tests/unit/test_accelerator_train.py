@@ -96,13 +96,19 @@ def test_set_null_turns_a_lever_off_and_options_left_out_change_nothing(tmp_path
     default = accelerator_train._params(
         accelerator_train._parse([str(tmp_path), "--params", str(_tiny_params(tmp_path / "p"))])
     )
-    assert default.augment.progressive_side is not None  # on in params.yaml
+    assert default.evaluate.corruption_images is not None  # a number in params.yaml
     params = accelerator_train._params(
         accelerator_train._parse(
-            [str(tmp_path), "--params", str(tmp_path / "p"), "-S", "augment.progressive_side=null"]
+            [
+                str(tmp_path),
+                "--params",
+                str(tmp_path / "p"),
+                "-S",
+                "evaluate.corruption_images=null",
+            ]
         )
     )
-    assert params.augment.progressive_side is None
+    assert params.evaluate.corruption_images is None
     assert params.train.epochs == default.train.epochs  # --epochs not given
 
 

@@ -34,7 +34,7 @@ def test_empty_mapping_gives_the_documented_defaults() -> None:
     assert params.reg.l2 == pytest.approx(0.00066)
     assert params.optimizer.lr == pytest.approx(0.375)
     assert params.train.epochs == 8
-    assert params.augment.progressive_side == 24
+    assert params.augment.progressive_side is None
     assert params.validate_.min_rows == 100
     assert params.augment.copies == 0
 

@@ -158,7 +158,7 @@ def test_add_missing_runs_only_the_gaps_and_marks_pairs_across_sessions(tmp_path
     assert "s0 +1.00, s1 +2.00†, s2 +2.00 |" in line
     assert "| 3 | 0.8267 ± 0.0153 |" in line
     # Filled: default and gelu left the missing list (the other rows never ran here).
-    assert "Missing seeds (failed or not run): no-whitening, no-progressive, no-dirac," in text
+    assert "Missing seeds (failed or not run): no-whitening, progressive, no-dirac," in text
     assert "Added later with `--add-missing`: fast-gelu-s1, fast-default-s2, fast-gelu-s2" in text
     assert "second machine, 2026-12-03, commit abc1234" in text
 
