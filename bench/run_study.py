@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -483,10 +483,10 @@ def write_report(
             "|---|---|---|---|---|---|---|---|---|",
         ]
     again_rows = {}  # session number -> its runs of the baseline anew
+    reruns = [record for record in collected[study.baseline] if record["again"]]
     for number, addition in enumerate(meta.get("additions", []), start=1):
         names = set(addition["experiments"])
-        baseline_runs = collected[study.baseline]
-        if again := [r for r in baseline_runs if r["again"] and r["experiment"] in names]:
+        if again := [r for r in reruns if r["experiment"] in names]:
             again_rows[number] = sorted(again, key=lambda record: record["seed"])
     for row, (description, _) in study.rows.items():
         records = sorted(rows[row], key=lambda record: record["seed"])
@@ -580,6 +580,21 @@ def write_report(
     write_plot(collected, plot, study, session)
 
 
+def as_recorded(study: Study, meta: dict) -> Study:
+    """`study` with the rows its saved runs were queued with (meta["rows"]), when recorded.
+
+    The code's rows follow today's defaults; a saved study keeps describing, and adding to,
+    the rows it ran, so --report-only rebuilds its page as it was.
+    """
+    rows = meta.get("rows")
+    if not rows:
+        return study
+    recorded = {
+        name: (description, dict(overrides)) for name, (description, overrides) in rows.items()
+    }
+    return replace(study, rows=recorded)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="?", help="class-folder directory or archive")
@@ -609,12 +624,15 @@ def main() -> None:
     if args.baseline_again and not args.add_missing:
         parser.error("--baseline-again adds to a saved study: give it with --add-missing")
     study = STUDIES[args.study]
+    saved = None
+    if args.report_only or args.add_missing:
+        saved = json.loads(study.raw.read_text(encoding="utf-8"))
+        study = as_recorded(study, saved["meta"])
     rows = args.rows or list(study.rows)
     unknown = sorted(set(rows) - set(study.rows))
     if unknown:
         parser.error(f"unknown rows {unknown} for study {study.name}: {', '.join(study.rows)}")
     if args.report_only:
-        saved = json.loads(study.raw.read_text(encoding="utf-8"))
         if args.note:  # kept with the results, so a later rebuild says the same
             saved["meta"]["notes"] = args.note
             study.raw.write_text(json.dumps(saved, indent=1), encoding="utf-8")
@@ -633,7 +651,6 @@ def main() -> None:
     ).stdout.strip()
     session = {"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "commit": commit}
     if args.add_missing:
-        saved = json.loads(study.raw.read_text(encoding="utf-8"))
         runs = missing_runs(saved["exp_show"], rows, args.seeds, study)
         if not runs and not args.baseline_again:
             print(f"nothing missing: every row has seeds {args.seeds} in {study.raw}")
@@ -665,6 +682,7 @@ def main() -> None:
             **session,
             "jobs": args.jobs,
             "notes": args.note,
+            "rows": study.rows,  # what each row changed, as the page will describe it
         }
         runs = [(row, seed) for seed in args.seeds for row in rows]
         saved = {

@@ -218,3 +218,23 @@ def test_baseline_run_again_pairs_the_rows_of_its_session(tmp_path: Path) -> Non
     # collect keeps the first runs and the runs anew, told apart by `again`.
     collected = run_study.collect(merged["exp_show"], run_study.FAST)
     assert sorted(r["again"] for r in collected["default"]) == [0, 0, 2, 2]
+
+
+def test_a_saved_study_keeps_the_rows_it_ran_with(tmp_path: Path) -> None:
+    assert run_study.as_recorded(run_study.FAST, {"notes": []}) is run_study.FAST
+    # As saved in JSON: a row the code no longer has, in the order it was queued.
+    rows = {
+        "default": ["the defaults then", {}],
+        "retired": ["a lever since dropped", {"a.b": "1"}],
+    }
+    study = run_study.as_recorded(run_study.FAST, {"rows": rows})
+    assert list(study.rows) == ["default", "retired"]
+    assert study.rows["retired"] == ("a lever since dropped", {"a.b": "1"})
+    assert study.baseline == "default" and study.out == run_study.FAST.out
+
+    shown = _fast_entry({"fast-default-s0": 0.80, "fast-retired-s0": 0.83})
+    out, plot = tmp_path / "ablation.md", tmp_path / "ablation.png"
+    run_study.write_report(shown, {"rows": rows}, out=out, plot=plot, study=study)
+    text = out.read_text(encoding="utf-8")
+    assert "| retired | a lever since dropped | 1 | 0.8300 |" in text
+    assert "| gelu |" not in text  # today's rows that the saved study never ran
