@@ -6,9 +6,10 @@ TensorFlow profiler showed to be much faster on a 2-core CPU (docs/fast-recipe.m
   float32 ops (cast, moments, normalise, cast back) and differentiates them op by op, about a
   third of fast_cnn's step; TensorFlow's FusedBatchNormV3 does the arithmetic, and its
   gradient, in one kernel each.
-- SmallMapConv2D: oneDNN's bfloat16 kernel-gradient kernel is slow on tiny feature maps (about
-  9 ms for 3x3 maps of 192 channels, batch 256); the same gradient as nine matrix products,
-  one per kernel tap, takes about 3 ms.
+- SmallMapConv2D: oneDNN's bfloat16 kernel-gradient kernel is slow on tiny feature maps; the
+  same gradient as nine matrix products, one per kernel tap, takes about a third of the time
+  there (the measured figures are beside SMALL_MAP_SIDE in architectures.py, which decides
+  where it is used).
 Other backends (JAX compiles the elementwise ops together anyway), inference and unusual
 settings keep Keras' own code, and `with_stock_layers` swaps the stock layers back before a
 model is saved, so the file still loads with plain Keras.
