@@ -28,6 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
 
 OUT = REPO / "docs" / "tuning.md"
 RAW = REPO / "docs" / "results" / "tune_pruning.json"
@@ -241,9 +242,15 @@ def earlier_runs(previous: dict | None) -> list[dict]:
 
 
 def measure(args: argparse.Namespace) -> dict:
+    from run_benchmarks import _machine
+
     from support.project import make_project
 
     previous = json.loads(RAW.read_text(encoding="utf-8")) if RAW.is_file() else None
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    session = {"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "commit": commit}
     shutil.rmtree(args.workdir, ignore_errors=True)
     images = extract_subset(args.data, args.workdir / "images", args.per_class)
     project = make_project(
@@ -267,6 +274,7 @@ def measure(args: argparse.Namespace) -> dict:
     pruned = run_study(project, env, "pruned", args.trials)
     noise = seed_noise(project, env, full["best_values"], args.noise_seeds)
     return {
+        "session": session,
         "images": images,
         "epochs": args.epochs,
         "trials": args.trials,
@@ -285,6 +293,16 @@ def measure(args: argparse.Namespace) -> dict:
         "total_seconds": round(time.monotonic() - started, 1),
         "earlier_runs": earlier_runs(previous),
     }
+
+
+def _session_line(session: dict | None) -> str:
+    """Where and from which code the measurements came (runs before 2026-12-04 did not say)."""
+    if not session:
+        return ""
+    return (
+        f" Machine: {session['machine']}. Date: {session['date']}. "
+        f"Code: commit {session['commit']}."
+    )
 
 
 def _shipped_values(keys) -> dict:
@@ -444,7 +462,8 @@ def write_report(measured: dict, out: Path) -> None:
         "never test). "
         f"Both studies: the same space, `tune.seed: {measured['seed']}`, {measured['trials']} "
         "trials, one worker, DVC's run cache emptied first so every trial trains. "
-        + _sameness(full, pruned),
+        + _sameness(full, pruned)
+        + _session_line(measured.get("session")),
         "",
         f"Pruner: `tune.pruner: {pruner['pruner']}`, `pruner_warmup_epochs: "
         f"{pruner['pruner_warmup_epochs']}`, `pruner_reduction_factor: "

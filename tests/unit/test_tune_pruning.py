@@ -83,6 +83,16 @@ def test_the_page_gives_the_ratio_and_its_verdict(tmp_path: Path, pruned_seconds
     assert "dvc exp run -S optimizer.lr=0.2" in page  # the full study's best trial, reproducible
 
 
+def test_the_page_says_where_and_from_which_code_it_was_measured(tmp_path: Path) -> None:
+    out = tmp_path / "tuning.md"
+    session = {"machine": "Some CPU, 2 cores", "date": "2026-12-04", "commit": "abc1234"}
+    tune_pruning.write_report({**_measured([60, 40, 40]), "session": session}, out)
+    line = "Machine: Some CPU, 2 cores. Date: 2026-12-04. Code: commit abc1234."
+    assert line in out.read_text(encoding="utf-8")
+    tune_pruning.write_report(_measured([60, 40, 40]), out)  # a run saved before it was recorded
+    assert "Machine:" not in out.read_text(encoding="utf-8")
+
+
 def test_the_curve_table_ranks_trials_by_their_last_epoch() -> None:
     study = _study([60.0, 60.0], ["COMPLETE", "COMPLETE"], [0.7, 0.72])
     study["trials"][0]["val_accuracy_by_epoch"] = [0.45, 0.70]  # leads early, ends second
