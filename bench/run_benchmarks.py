@@ -111,6 +111,14 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, {system}"
 
 
+def session() -> dict[str, str]:
+    """Where, when and from which code a benchmark measures: its machine, date and commit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    return {"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "commit": commit}
+
+
 def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.4g}"

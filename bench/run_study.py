@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from run_benchmarks import SEED_RECIPE, _machine  # noqa: E402
+from run_benchmarks import SEED_RECIPE  # noqa: E402
+from run_benchmarks import session as bench_session  # noqa: E402
 
 OUT = REPO / "docs" / "results.md"
 RAW = REPO / "docs" / "results" / "exp_show.json"
@@ -646,10 +647,7 @@ def main() -> None:
             f"{study.raw.relative_to(REPO)} already holds this study's runs: --add-missing runs "
             "only the row x seed experiments it lacks and keeps the rest; --replace starts over"
         )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    session = {"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "commit": commit}
+    session = bench_session()
     if args.add_missing:
         runs = missing_runs(saved["exp_show"], rows, args.seeds, study)
         if not runs and not args.baseline_again:

@@ -242,15 +242,12 @@ def earlier_runs(previous: dict | None) -> list[dict]:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    from run_benchmarks import _machine
+    from run_benchmarks import session as bench_session
 
     from support.project import make_project
 
     previous = json.loads(RAW.read_text(encoding="utf-8")) if RAW.is_file() else None
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    session = {"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "commit": commit}
+    session = bench_session()
     shutil.rmtree(args.workdir, ignore_errors=True)
     images = extract_subset(args.data, args.workdir / "images", args.per_class)
     project = make_project(

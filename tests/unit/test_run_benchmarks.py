@@ -7,6 +7,7 @@ eval.json and history.csv per experiment); the numbers are chosen on each side o
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -179,3 +180,17 @@ def test_gpu_section_shows_each_runs_scored_split(tmp_path: Path) -> None:
     assert "| a_test.jsonl | NVIDIA H200 | mixed_float16 | [128, 384, 384] | 1024 | 15 " in section
     assert "| 18.2 | 15.3 | 0.9146 | 47000 |" in section  # median of the epochs after the first
     assert "| 0.9107 (val) | — |" in section
+
+
+def test_a_benchmark_session_names_this_checkout_s_commit() -> None:
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=run_benchmarks.REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    session = run_benchmarks.session()
+    assert session["commit"] == head and head
+    assert session["machine"] == run_benchmarks._machine()
+    assert len(session["date"]) == 10  # YYYY-MM-DD

@@ -136,8 +136,8 @@ def _fast_group(x: keras.KerasTensor, filters: int, spec: ModelSpec, name: str):
 
     Pooling right after the first conv halves the cost of everything after it; BatchNorm after
     the pool normalises the statistics the next layer actually sees. Under TensorFlow the
-    BatchNorms train fused and a conv on a map of 4x4 or less takes its kernel gradient from
-    matrix products (fast_layers.py); the saved model holds the stock layers.
+    BatchNorms train fused and a conv on a map no wider than SMALL_MAP_SIDE takes its kernel
+    gradient from matrix products (fast_layers.py); the saved model holds the stock layers.
     """
     norm = {
         "momentum": spec.batchnorm_momentum,
