@@ -117,19 +117,30 @@ def conv_gradients(layer, images: np.ndarray):
     return outputs.numpy(), input_grad.numpy(), kernel_grad.numpy()
 
 
-@pytest.mark.parametrize(("dtype", "tolerance"), [("float32", 1e-5), ("mixed_bfloat16", 5e-3)])
+# Both layers are held against Keras' conv in float32, not against each other: how oneDNN's own
+# bfloat16 kernel gradient rounds depends on the processor (on an AVX2-only CPU, without native
+# bfloat16, it is off by 1.3% where the taps are off by 0.5%). The bfloat16 bound comes from its
+# precision: inputs, kernel and outputs each round to an 8-bit significand (unit roundoff 2**-8),
+# and the loss squares the outputs, so a few roundoffs; a wrong tap or a transposed kernel is off
+# by tens of percent.
+BFLOAT16_TOLERANCE = 4 * 2**-8
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tolerance"), [("float32", 1e-5), ("mixed_bfloat16", BFLOAT16_TOLERANCE)]
+)
 @pytest.mark.parametrize("side", [3, 2])
 def test_small_map_conv_gradients_match_keras_conv(dtype: str, tolerance: float, side) -> None:
     images = np.random.default_rng(0).normal(size=(32, side, side, 12)).astype(np.float32)
     by_taps = SmallMapConv2D(16, 3, padding="same", use_bias=False, dtype=dtype)
-    stock = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, dtype=dtype)
+    reference = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, dtype="float32")
     by_taps.build(images.shape)
-    stock.build(images.shape)
-    stock.set_weights(by_taps.get_weights())
-    for ours, theirs in zip(
-        conv_gradients(by_taps, images), conv_gradients(stock, images), strict=True
+    reference.build(images.shape)
+    reference.set_weights(by_taps.get_weights())
+    for ours, exact in zip(
+        conv_gradients(by_taps, images), conv_gradients(reference, images), strict=True
     ):
-        assert np.abs(ours - theirs).sum() / np.abs(theirs).sum() < tolerance
+        assert np.abs(ours - exact).sum() / np.abs(exact).sum() < tolerance
 
 
 def test_small_map_conv_takes_no_onednn_kernel_gradient() -> None:
