@@ -131,11 +131,10 @@ def _aggregate(summaries: list[dict]) -> dict:
 
 def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
     """One seed: untimed compile, reset, timed training, the saved model's scored accuracy."""
-    from imgclf.lookahead import callbacks_for
+    from imgclf.model.lookahead import callbacks_for
     from imgclf.model.losses import build_loss
     from imgclf.model.optimizers import build_optimizer
     from imgclf.model.tta import with_test_time_augmentation
-    from imgclf.online_augmentation import CurrentEpoch
     from imgclf.training.classifier import (
         accept_any_image_size,
         build_classifier,
@@ -148,6 +147,7 @@ def train_once(params, data: tuple, args: argparse.Namespace) -> dict:
         online_augmentation,
         progressive_epochs,
     )
+    from imgclf.training.online_augmentation import CurrentEpoch
     from imgclf.training.runtime import make_reproducible
 
     train_x, train_y, scored_x, scored_y, class_names = data  # scored: test, or val

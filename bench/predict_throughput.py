@@ -31,8 +31,8 @@ def main() -> None:
 
     import numpy as np
 
-    from imgclf import prediction
     from imgclf.data.user_files import decode_image
+    from imgclf.serving import prediction
 
     classifier = prediction.load_classifier(str(args.model), args.classes, download=None)
     height, width, channels = classifier.model.input_shape[1:4]

@@ -88,7 +88,7 @@ def run_study(project: Path, env: dict[str, str], name: str, trials: int) -> dic
     import optuna
     from mlflow import MlflowClient
 
-    from imgclf import tune_report
+    from imgclf.tuning import report
 
     shutil.rmtree(project / ".dvc" / "cache" / "runs", ignore_errors=True)
     command = [sys.executable, "-m", "imgclf.cli", "tune", "--study", name, "--trials", str(trials)]
@@ -114,7 +114,7 @@ def run_study(project: Path, env: dict[str, str], name: str, trials: int) -> dic
                 "val_accuracy_by_epoch": val_curve(client, metrics.get("mlflow_run_id")),
             }
         )
-    importances, missing = tune_report.param_importances(study, seed=0)
+    importances, missing = report.param_importances(study, seed=0)
     best = study.best_trial
     return {
         "wall_seconds": round(wall, 1),
@@ -161,7 +161,7 @@ def _curve_table(study: dict) -> list[str]:
 
 def seed_noise(project: Path, env: dict[str, str], values: dict, seeds: list[int]) -> list[float]:
     """Best val accuracy of one setting trained with other train.seed values."""
-    from imgclf.tune import override_args
+    from imgclf.tuning.search import override_args
 
     accuracies = []
     for seed in seeds:

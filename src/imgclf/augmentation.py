@@ -3,7 +3,7 @@
 Flip, rotation, translation and crop are drawn per image and composed into one affine map, so
 each augmented image is resampled once (bilinear, mirrored borders) instead of being blurred by
 four warps; colour jitter and cutout follow. Images stay uint8 throughout. What happens to every
-training batch (crop and flip, MixUp, CutMix) is `online_augmentation.py`, which reuses the
+training batch (crop and flip, MixUp, CutMix) is `training/online_augmentation.py`, which reuses the
 colour jitter and cutout here.
 """
 

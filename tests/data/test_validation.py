@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from imgclf.data.manifest import build_manifest
-from imgclf.validation import validate_manifest
-from imgclf.validation_report import ExpectationOutcome, ValidationReport
+from imgclf.validation.report import ExpectationOutcome, ValidationReport
+from imgclf.validation.suite import validate_manifest
 
 CLASS_NAMES = [f"class_{number}" for number in range(10)]
 IMAGE_SHAPE = (8, 8, 3)

@@ -24,11 +24,11 @@ from imgclf.checksums import hash_files
 from imgclf.cli import main as cli_main
 from imgclf.data.arrays import save_split, write_classes, write_json
 from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
-from imgclf.evaluation import classification_metrics
+from imgclf.evaluation.metrics import classification_metrics
 from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.params import flatten_params, parse_params
+from imgclf.promotion import model_registry
 from imgclf.stages import promote
-from imgclf.tracking import model_registry
 from imgclf.tracking.artifacts import log_model
 from imgclf.tracking.provenance import run_tags
 from imgclf.tracking.runs import start_run

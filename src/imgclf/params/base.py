@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict
 
 from imgclf.errors import ImgclfError
 
-# Names the registries in imgclf.model accept; tests/unit/test_params.py keeps them in step.
+# Names the registries in imgclf.model accept; tests/unit/params/test_params.py keeps them in step.
 ARCHITECTURE_NAMES = ("seed_cnn", "resnet_small", "fast_cnn")
 ACTIVATION_NAMES = ("gelu", "relu", "silu", "elu")
 LOSS_NAMES = (

@@ -7,6 +7,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from imgclf.params.base import Section
+from imgclf.params.data import AugmentParams, DataParams, PreprocessParams, ValidateParams
+from imgclf.params.recipe import LossParams, ModelParams, OptimizerParams, RegParams, TrainParams
+from imgclf.params.reporting import EvaluateParams, MlflowParams, PromoteParams
+
+# params.yaml's sections other than tune, by name, as `Params` (loading.py) holds them: a tuned
+# key is checked against its section alone (test_params checks that the two agree).
+OTHER_SECTIONS: dict[str, type[BaseModel]] = {
+    "data": DataParams,
+    "preprocess": PreprocessParams,
+    "validate": ValidateParams,
+    "augment": AugmentParams,
+    "model": ModelParams,
+    "loss": LossParams,
+    "reg": RegParams,
+    "optimizer": OptimizerParams,
+    "train": TrainParams,
+    "mlflow": MlflowParams,
+    "evaluate": EvaluateParams,
+    "promote": PromoteParams,
+}
 
 # Sections a tuning trial may change: the training recipe. data, preprocess and validate would
 # change the val split the trials are compared on; mlflow, promote and tune are bookkeeping.
@@ -95,13 +115,8 @@ class TuneParams(Section):
     @staticmethod
     def field_of(key: str) -> tuple[type[BaseModel], str]:
         """The section model and field name a dotted key names; ValueError when none."""
-        from imgclf.params.loading import Params  # the whole file holds this section
-
-        sections = {
-            field.alias or name: field.annotation for name, field in Params.model_fields.items()
-        }
         section, _, name = key.partition(".")
-        model = sections.get(section)
+        model = {**OTHER_SECTIONS, "tune": TuneParams}.get(section)
         if model is None or name not in model.model_fields:
             raise ValueError(f"key {key!r} is not a params key (such as reg.l2)")
         return model, name

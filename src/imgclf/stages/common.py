@@ -15,7 +15,7 @@ from imgclf.params import Params, ParamsError, load_params
 EXIT_BAD_INPUT = 2
 
 
-# The stages dvc.yaml runs (tests/unit/test_stages.py keeps this in step with it).
+# The stages dvc.yaml runs (tests/unit/stages/test_stages.py keeps this in step with it).
 DVC_STAGES = ("download", "preprocess", "validate", "augment", "train", "evaluate")
 DVC_EPILOG = (
     "`dvc repro` (and `dvc exp run`) runs this stage and passes these paths from its cmd in "

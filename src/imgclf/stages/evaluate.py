@@ -16,12 +16,12 @@ from imgclf.stages.common import add_path_arguments, run_stage, stage_parser
 if TYPE_CHECKING:
     import numpy as np
 
-    from imgclf.scoring import ModelScore
+    from imgclf.evaluation.scoring import ModelScore
 
 
 def _evaluate(args: argparse.Namespace, params: Params) -> None:
+    from imgclf.evaluation.scoring import logged_test_metrics, score_model, summary_line
     from imgclf.model.loading import load_model_file
-    from imgclf.scoring import logged_test_metrics, score_model, summary_line
     from imgclf.tracking.artifacts import log_evaluation
     from imgclf.tracking.store import open_store
 
@@ -48,7 +48,11 @@ def _write_reports(
     args: argparse.Namespace, score: ModelScore, images: np.ndarray, class_names: list[str]
 ) -> None:
     """eval.json, the plot tables and the figures, at the paths dvc.yaml gives."""
-    from imgclf.figures import plot_confusion_matrix, plot_image_gallery, plot_reliability_diagram
+    from imgclf.evaluation.figures import (
+        plot_confusion_matrix,
+        plot_image_gallery,
+        plot_reliability_diagram,
+    )
 
     write_csv(args.reliability, score.reliability)
     plot_reliability_diagram(score.reliability, args.reliability_figure)

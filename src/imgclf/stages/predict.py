@@ -21,7 +21,7 @@ EXIT_ALL_PREDICTED, EXIT_UNREADABLE, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _predict(args: argparse.Namespace, scratch: Path) -> int:
-    from imgclf import prediction
+    from imgclf.serving import prediction
     from imgclf.tracking.artifacts import download_model
     from imgclf.tracking.store import resolve_project_root, resolve_tracking_uri
 

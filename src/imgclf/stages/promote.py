@@ -19,16 +19,15 @@ EXIT_PROMOTED, EXIT_REJECTED, EXIT_UNDECIDED = 0, 1, 2
 
 
 def _promote(args: argparse.Namespace, params: Params) -> int:
-    from imgclf import promotion, registry
     from imgclf.model.loading import load_model_file
-    from imgclf.tracking import model_registry
+    from imgclf.promotion import contest, gate, model_registry
     from imgclf.tracking.store import open_store
 
     args.out.unlink(missing_ok=True)  # a stale report must not outlive an undecided run
     metrics = read_json(args.eval)
-    metrics_check = registry.check_metrics(metrics)
+    metrics_check = gate.check_metrics(metrics)
     if not metrics_check.passed:
-        raise registry.PromotionError(f"{args.eval}: {metrics_check.detail}")
+        raise gate.PromotionError(f"{args.eval}: {metrics_check.detail}")
     run_id = read_json(args.run_info)["run_id"]
     validation = read_json(args.validation)
     class_names, _ = read_classes(args.classes)
@@ -37,14 +36,14 @@ def _promote(args: argparse.Namespace, params: Params) -> int:
     client = model_registry.registry_client(store.tracking_uri)
     name = params.mlflow.registered_model
     # Everything the decision needs is read and scored before anything in the registry moves.
-    verdict = promotion.judge(
+    verdict = contest.judge(
         client, name, run_id, metrics, validation, load_model_file(args.model), test,
         len(class_names), params.promote, params.train.batch_size,
     )  # fmt: skip
     print(verdict.decision.table())
-    version = None if args.dry_run else promotion.record(client, verdict)
+    version = None if args.dry_run else contest.record(client, verdict)
     aliases = model_registry.get_aliases(client, name)
-    write_json(args.out, promotion.report(verdict, version, aliases, args.dry_run, len(test[1])))
+    write_json(args.out, contest.report(verdict, version, aliases, args.dry_run, len(test[1])))
     outcome = "promoted" if verdict.decision.promote else "rejected"
     where = "" if version is None else f" as version {version} of {name!r}"
     print(f"promote: {outcome}{where}{' (dry run: nothing moved)' if args.dry_run else ''}")

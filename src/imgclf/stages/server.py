@@ -13,8 +13,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from imgclf.server import PERMISSIONS, ServerError, ServerSettings
 from imgclf.stages.common import EXIT_BAD_INPUT
+from imgclf.tracking.team_server import PERMISSIONS, ServerError, ServerSettings
 
 
 def _add_database_option(
@@ -83,27 +83,27 @@ def _add_auth_options(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace, cwd: Path) -> ServerSettings:
     """Validate the arguments and reach the databases; raise ServerError naming the fix."""
-    from imgclf import server
+    from imgclf.tracking import team_server
 
     if not args.store:
         raise ServerError(
             "no tracking store: set MLFLOW_BACKEND_STORE_URI (or --store) to "
             "postgresql://USER:PASSWORD@HOST:5432/mlflow"
         )
-    server.check_exposure(args.host, args.auth, args.allow_unauthenticated)
-    server.check_store_uri(args.store)
+    team_server.check_exposure(args.host, args.auth, args.allow_unauthenticated)
+    team_server.check_store_uri(args.store)
     auth_store = None
     if args.auth:
-        server.check_auth_app_installed()
-        server.check_auth_secret(os.environ)
-        auth_store = args.auth_store or server.derive_auth_store_uri(args.store)
-        server.check_store_uri(auth_store, "users")
-    server.check_reachable(args.store)
+        team_server.check_auth_app_installed()
+        team_server.check_auth_secret(os.environ)
+        auth_store = args.auth_store or team_server.derive_auth_store_uri(args.store)
+        team_server.check_store_uri(auth_store, "users")
+    team_server.check_reachable(args.store)
     if auth_store is not None:
-        server.check_reachable(auth_store, "users")
+        team_server.check_reachable(auth_store, "users")
     return ServerSettings(
         store_uri=args.store,
-        artifacts=server.artifacts_destination(args.artifacts, cwd),
+        artifacts=team_server.artifacts_destination(args.artifacts, cwd),
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -115,9 +115,9 @@ def settings_from(args: argparse.Namespace, cwd: Path) -> ServerSettings:
 
 def write_auth_config(settings: ServerSettings) -> Path:
     """The basic-auth ini, readable by this user only (it holds the users database URI)."""
-    from imgclf import server
+    from imgclf.tracking import team_server
 
-    text = server.auth_config_text(
+    text = team_server.auth_config_text(
         settings.auth_store_uri,
         settings.default_permission,
         os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin",
@@ -129,7 +129,7 @@ def write_auth_config(settings: ServerSettings) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from imgclf import server
+    from imgclf.tracking import team_server
 
     args = build_parser().parse_args(argv)
     try:
@@ -138,12 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error (imgclf server): {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     auth_config = write_auth_config(settings) if settings.auth else None
-    command = server.server_command(settings, sys.executable)
-    os.environ.update(server.server_environment(settings, auth_config))
+    command = team_server.server_command(settings, sys.executable)
+    os.environ.update(team_server.server_environment(settings, auth_config))
     where = "with sign-in (basic-auth)" if settings.auth else "without sign-in"
     print(
         f"imgclf server: http://{settings.host}:{settings.port} {where}; store "
-        f"{server.masked(settings.store_uri)}; artifacts {settings.artifacts}",
+        f"{team_server.masked(settings.store_uri)}; artifacts {settings.artifacts}",
         flush=True,
     )
     os.execv(sys.executable, command)

@@ -31,14 +31,14 @@ def _storage_url(args: argparse.Namespace, params: Params, project_root: Path) -
 
 
 def _report(args: argparse.Namespace, params: Params, project_root: Path) -> int:
-    from imgclf import pruning, tune, tune_report
-    from imgclf.server import masked
+    from imgclf.tracking.store import masked
+    from imgclf.tuning import pruning, report, search
 
     url = _storage_url(args, params, project_root)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise ImgclfError(f"no study storage at {url}: run `imgclf tune` first, or pass --storage")
-    study = tune.load_existing_study(args.report, pruning.open_storage(url), masked(url))
-    print(tune_report.report_text(study, params.tune.metric, params.tune.seed))
+    study = search.load_existing_study(args.report, pruning.open_storage(url), masked(url))
+    print(report.report_text(study, params.tune.metric, params.tune.seed))
     return 0
 
 
@@ -54,17 +54,17 @@ def _tune(args: argparse.Namespace, params: Params) -> int:
     )
     if not settings.space:
         raise ImgclfError("tune.space in params.yaml is empty: give it at least one key")
-    from imgclf import pruning, tune, tune_session
+    from imgclf.tuning import pruning, search, session
 
     study_name = args.study or time.strftime("%Y%m%d-%H%M%S")
-    if not tune.STUDY_NAME.fullmatch(study_name):
+    if not search.STUDY_NAME.fullmatch(study_name):
         raise ImgclfError(f"--study {study_name!r}: use letters, digits, - and _ (64 at most)")
     url = _storage_url(args, params, project_root)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     storage = pruning.open_storage(url)  # an unreachable database fails here, before any trial
     store = open_store(os.environ, Path.cwd(), params.mlflow.experiment_name)
-    line = tune_session.run_study(
+    line = session.run_study(
         study_name, (storage, url), settings, store, args.metrics, os.environ, args.workers
     )
     print(line)

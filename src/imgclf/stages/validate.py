@@ -16,7 +16,7 @@ EXIT_VALIDATION_FAILED = 1
 
 
 def _validate(args: argparse.Namespace, params: Params) -> int:
-    from imgclf.validation import validate_manifest
+    from imgclf.validation.suite import validate_manifest
 
     class_names, image_shape = read_classes(args.classes)
     report = validate_manifest(

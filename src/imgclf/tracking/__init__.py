@@ -6,5 +6,7 @@
 - `epoch_logger`: the Keras callback that logs each epoch in the background (the only module
   here that imports Keras at the top).
 - `artifacts`: log the model, data sets and files; download a logged model.
-- `model_registry`: registered versions, aliases and tags; the champion's model, loaded.
+- `team_server`: the checks and settings of the team tracking server (`imgclf server`).
+
+The model registry's calls live with promotion (`imgclf.promotion.model_registry`).
 """

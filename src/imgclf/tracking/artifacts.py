@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import keras
 
 # The models-from-code file MLflow copies into each logged model (see its docstring).
-PYFUNC_MODEL_CODE = Path(__file__).parents[1] / "pyfunc_model.py"
+PYFUNC_MODEL_CODE = Path(__file__).parents[1] / "serving" / "pyfunc_model.py"
 PYFUNC_KERAS_ARTIFACT = "keras_model"  # pyfunc_model.KERAS_ARTIFACT: that file imports no imgclf
 
 

@@ -17,6 +17,17 @@ _TEMP_WORKSPACE_PARTS = (".dvc", "tmp", "exps")
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
+def masked(uri: str) -> str:
+    """The URI with any password replaced by ***, fit for messages and logs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(uri).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URI>"
+
+
 class TrackingError(ImgclfError, RuntimeError):
     """The MLflow store cannot be reached or used."""
 

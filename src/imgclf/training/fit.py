@@ -12,8 +12,8 @@ import keras
 import numpy as np
 
 from imgclf.data.arrays import write_csv
-from imgclf.diagnostics import TrainingDiagnostics, data_loss_metrics
 from imgclf.training.checkpoint import EpochBackup
+from imgclf.training.diagnostics import TrainingDiagnostics, data_loss_metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable

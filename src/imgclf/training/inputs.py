@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from imgclf.online_augmentation import CurrentEpoch, OnlineAugmentation, mirror_half
 from imgclf.params import progressive_epochs_used
+from imgclf.training.online_augmentation import CurrentEpoch, OnlineAugmentation, mirror_half
 
 if TYPE_CHECKING:
     from imgclf.params import AugmentParams, Params

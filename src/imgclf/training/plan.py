@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.distribution import global_batch_size, scaled_learning_rate
 from imgclf.params import OptimizerParams, Params, flatten_params, lever_warnings
+from imgclf.training.distribution import global_batch_size, scaled_learning_rate
 
 
 @dataclass(frozen=True)

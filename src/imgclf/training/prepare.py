@@ -50,8 +50,8 @@ def connect(params: Params, environ: MutableMapping[str, str], cwd: Path) -> Con
 
     environ is the process environment: opening the store sets MLflow's HTTP time-outs there.
     """
-    from imgclf import distribution
     from imgclf.tracking.store import open_store, resolve_project_root
+    from imgclf.training import distribution
 
     role = distribution.cluster_role(params.train.distribution, environ)
     chief = role is None or role.is_chief
@@ -66,8 +66,8 @@ def connect(params: Params, environ: MutableMapping[str, str], cwd: Path) -> Con
 
 def _pruning(environ: Mapping[str, str], epochs: int):
     """The pruning callback of the tuning trial that started this run (imgclf tune); else None."""
-    from imgclf import pruning
-    from imgclf.pruning_callback import PruningCallback
+    from imgclf.tuning import pruning
+    from imgclf.tuning.pruning_callback import PruningCallback
 
     link = environ.get(pruning.TRIAL_VARIABLE)
     if not link:
@@ -78,12 +78,11 @@ def _pruning(environ: Mapping[str, str], epochs: int):
 
 def prepare(files: TrainFiles, params: Params, connection: Connection) -> Setup:
     """Read the data, plan, seed, build and compile the model, make the datasets."""
-    from imgclf import distribution
     from imgclf.checksums import hash_files
-    from imgclf.diagnostics import probe_batch
-    from imgclf.lookahead import callbacks_for
-    from imgclf.online_augmentation import CurrentEpoch
-    from imgclf.training import classifier, fit, inputs, plan, runtime
+    from imgclf.model.lookahead import callbacks_for
+    from imgclf.training import classifier, distribution, fit, inputs, plan, runtime
+    from imgclf.training.diagnostics import probe_batch
+    from imgclf.training.online_augmentation import CurrentEpoch
 
     dist, settings = connection.dist, params.train
     class_names, shape = read_classes(files.classes)

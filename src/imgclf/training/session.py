@@ -72,8 +72,7 @@ def train_as_worker(setup: Setup, dist) -> None:
     """
     import tempfile
 
-    from imgclf import distribution
-    from imgclf.training import fit
+    from imgclf.training import distribution, fit
 
     with distribution.reporting_lost_workers(dist):
         result = setup.fit(callbacks=setup.callbacks)
@@ -157,7 +156,7 @@ def _fit_checked(
     setup: Setup, connection: Connection, *, logger, resume, backup, files: TrainFiles
 ):
     """Fit with the run's callbacks and return the result; a diverged fit clears the state."""
-    from imgclf import distribution
+    from imgclf.training import distribution
 
     pruning = connection.pruning
     with distribution.reporting_lost_workers(connection.dist):

@@ -1,0 +1,212 @@
+"""Running a study's trials: each a `dvc exp run`, one after another or several at once.
+
+One worker runs its trials in the checkout's workspace, which then holds the last trial's
+results. Several workers run each trial in a DVC temporary workspace (`dvc exp run --temp`,
+under .dvc/tmp/exps), so trials never share files; every one is still an experiment in
+`dvc exp show`. Workers on other machines join through the study's storage: Optuna numbers
+the trials, and the budget (tune.trials) counts every worker's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgclf.params import TuneParams
+from imgclf.tuning import search
+from imgclf.tuning.pruning import TRIAL_VARIABLE, TrialLink
+
+# Where parallel trials write their output (one at a time goes to the terminal).
+LOG_FOLDER = Path(".dvc", "tmp", "imgclf-tune")
+SKIPPED = "not run: the study's budget was spent by other workers"
+
+
+@dataclass
+class StudyRun:
+    """One `imgclf tune` session's share of a study: what every trial it runs needs."""
+
+    study: Any
+    storage: Any  # the study's Optuna storage, already open
+    settings: TuneParams
+    study_name: str
+    storage_url: str
+    project_root: Path
+    metrics_path: Path
+    environ: Mapping[str, str]
+    mlflow: tuple[Any, str, str]  # client, experiment id, the study's run id
+    workers: int = 1
+    deadline: float = float("inf")
+    ran_here: list[int] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopped: bool = False
+
+    def claim_trial(self) -> Any | None:
+        """The next trial to run, or None when the budget or the time is spent."""
+        with self._lock:
+            if self._stopped:
+                return None
+            if self.ran_here and time.monotonic() >= self.deadline:
+                minutes = self.settings.timeout_minutes
+                print(f"tune: the {minutes:g} min budget is spent; stopping", flush=True)
+                return self._stop()
+            if len(self.study.get_trials(deepcopy=False)) >= self.settings.trials:
+                return self._stop_for_budget()
+            trial = self.study.ask()
+            if trial.number >= self.settings.trials:  # another worker asked at the same moment
+                trial.set_user_attr("skipped", SKIPPED)
+                self.study.tell(trial, state=_states().FAIL)
+                return self._stop_for_budget()
+            self.ran_here.append(trial.number)
+            return self._seeded(trial.number)
+
+    def _seeded(self, number: int) -> Any:
+        """Trial `number`, drawing from a sampler seeded by tune.seed + number.
+
+        Workers on several machines share tune.seed: one seeded sampler each would propose the
+        same values to each worker's first trial. Seeding by trial number keeps a study
+        reproducible and its trials distinct.
+        """
+        import optuna
+
+        storage = self.storage
+        study = optuna.load_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=optuna.samplers.TPESampler(seed=self.settings.seed + number),
+            pruner=self.study.pruner,
+        )
+        study_id = storage.get_study_id_from_name(self.study_name)
+        return optuna.trial.Trial(
+            study, storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        )
+
+    def _stop(self) -> None:
+        self._stopped = True
+        return None
+
+    def _stop_for_budget(self) -> None:
+        print(f"tune: the study holds its {self.settings.trials} trials; stopping", flush=True)
+        return self._stop()
+
+    def work(self) -> None:
+        """One worker: claim and run trials until none is left."""
+        while (trial := self.claim_trial()) is not None:
+            run_trial(self, trial)
+
+
+def _states() -> Any:
+    from optuna.trial import TrialState
+
+    return TrialState
+
+
+def run_all(session: StudyRun) -> None:
+    """Run the session's workers until the budget or the time is spent."""
+    if session.workers == 1:
+        session.work()
+        return
+    with ThreadPoolExecutor(session.workers, thread_name_prefix="tune-worker") as pool:
+        for future in [pool.submit(session.work) for _ in range(session.workers)]:
+            future.result()  # a worker's own error (not a trial's) stops the session
+
+
+def trial_command(values: Mapping[str, Any], name: str, temporary: bool) -> list[str]:
+    """The `dvc exp run` of one trial, with the same interpreter's dvc."""
+    # --wait-for-lock: parallel trials take turns at the moments DVC locks the repository.
+    command = [sys.executable, "-m", "dvc", "--wait-for-lock", "exp", "run"]
+    return [
+        *command,
+        *(["--temp"] if temporary else []),
+        *search.override_args(values),
+        "--name",
+        name,
+    ]
+
+
+def run_trial(session: StudyRun, trial: Any) -> None:
+    """One experiment: run dvc with the trial's values, tag its run, tell Optuna how it went."""
+    settings, states = session.settings, _states()
+    values = search.suggest_params(trial, settings.space)
+    trial.set_user_attr("values", values)  # what ran: floats are rounded after Optuna draws
+    name = search.experiment_name(session.study_name, trial.number)
+    print(f"tune: trial {trial.number} ({name}): {search.reproduce_command(values)}", flush=True)
+    link = TrialLink(
+        session.storage_url,
+        session.study_name,
+        trial.number,
+        settings.metric,
+        search.pruner_settings(settings),
+    )
+    started = time.monotonic()
+    try:
+        code = _run_dvc(session, trial_command(values, name, session.workers > 1), name, link)
+    except BaseException:  # Ctrl+C: the trial must not stay RUNNING in the stored study
+        session.study.tell(trial, state=states.FAIL)
+        raise
+    run_id = _tag_run(session, trial.number, name)
+    try:
+        if code != 0:
+            raise search.TuneError(f"dvc exp run exited {code}")
+        result = search.read_experiment_result(
+            session.project_root, name, session.metrics_path, settings.metric
+        )
+        if run_id is not None and result.run_id != run_id:
+            raise search.TuneError(f"{name}'s {session.metrics_path} is not from its run {run_id}")
+    except search.TuneError as error:
+        session.study.tell(trial, state=states.FAIL)
+        print(f"tune: trial {trial.number} failed ({error}); the study goes on", flush=True)
+        return
+    _tell(session, trial, result, run_id, time.monotonic() - started)
+
+
+def _run_dvc(session: StudyRun, command: list[str], name: str, link: TrialLink) -> int:
+    """Run the trial's experiment; in parallel its output goes to a log file, not the terminal."""
+    env = {**session.environ, TRIAL_VARIABLE: link.to_json()}
+    if session.workers == 1:  # stdout and stderr stay the user's, to follow the training
+        return subprocess.run(command, env=env, check=False).returncode
+    log_path = session.project_root / LOG_FOLDER / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"tune: {name} writes its output to {log_path}", flush=True)
+    with log_path.open("wb") as log:
+        return subprocess.run(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+        ).returncode
+
+
+def _tag_run(session: StudyRun, number: int, name: str) -> str | None:
+    """Tag the trial's MLflow run with the study and nest it under the study's run."""
+    client, experiment_id, parent_run_id = session.mlflow
+    run_id = search.find_run_id(client, experiment_id, name)
+    if run_id is not None:
+        for key, value in (
+            ("tune.study", session.study_name),
+            ("tune.trial", str(number)),
+            ("mlflow.parentRunId", parent_run_id),  # nests the trial under the study in the UI
+        ):
+            client.set_tag(run_id, key, value)
+    return run_id
+
+
+def _tell(
+    session: StudyRun, trial: Any, result: search.TrialResult, run_id: str | None, seconds: float
+) -> None:
+    client, _, parent_run_id = session.mlflow
+    metric, states = session.settings.metric, _states()
+    if run_id is not None:
+        trial.set_user_attr("mlflow_run_id", run_id)
+    if result.pruned:
+        session.study.tell(trial, state=states.PRUNED)
+        outcome = f"pruned after epoch {result.epochs} ({metric} {result.value:.4f})"
+    else:
+        session.study.tell(trial, result.value)
+        client.log_metric(parent_run_id, metric, result.value, step=trial.number)
+        outcome = f"{metric} {result.value:.4f}"
+    cached = "" if run_id else " (DVC restored these results from its run cache)"
+    print(f"tune: trial {trial.number}: {outcome} in {seconds:.0f} s{cached}", flush=True)

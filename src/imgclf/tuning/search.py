@@ -1,0 +1,214 @@
+"""Hyper-parameter search: the Optuna study, trials as `dvc exp run -S` overrides, results."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imgclf.errors import ImgclfError
+from imgclf.params import TuneDimension, TuneParams
+from imgclf.tuning.pruning import PrunerSettings
+
+# Hydra, which parses DVC's -S values, reads these bare words as bool/null/number, not text.
+_HYDRA_WORDS = {"true", "false", "null", "inf", "nan"}
+_BARE_STRING = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+# Study names become part of DVC experiment names, which are git ref names.
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
+# Floats are cut to 4 significant digits before a trial runs, so the printed line is short
+# and still exactly what the trial ran.
+SIGNIFICANT_DIGITS = 4
+
+
+class TuneError(ImgclfError, RuntimeError):
+    """A trial's result cannot be read, or the study cannot go on."""
+
+
+def create_study(study_name: str, storage: Any, seed: int, pruner: Any = None) -> Any:
+    """A maximising Optuna study (resumed when storage already holds study_name)."""
+    return join_study(study_name, storage, seed, pruner)[0]
+
+
+def join_study(study_name: str, storage: Any, seed: int, pruner: Any = None) -> tuple[Any, bool]:
+    """The study and whether this call created it (False: it existed, maybe another worker's).
+
+    Optuna's storage decides which of several workers starting at once creates the study, so
+    exactly one of them sets up what the study shares, such as its MLflow run.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # imgclf prints its own trial lines
+    options = {
+        "study_name": study_name,
+        "storage": storage,
+        "sampler": optuna.samplers.TPESampler(seed=seed),
+        "pruner": pruner,
+    }
+    try:
+        return optuna.create_study(**options, direction="maximize"), True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(**options), False
+
+
+def load_existing_study(study_name: str, storage: Any, shown_storage: str) -> Any:
+    """A study that must exist already (for --report); a missing one lists those that do."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+    if study_name not in names:
+        raise TuneError(
+            f"no study {study_name!r} in {shown_storage}; studies there: "
+            f"{', '.join(sorted(names)) or 'none'} (pass --storage to read another storage)"
+        )
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def pruner_settings(settings: TuneParams) -> PrunerSettings:
+    """The pruner part of the tune section, as the train stage rebuilds it."""
+    return PrunerSettings(
+        name=settings.pruner,
+        warmup_epochs=settings.pruner_warmup_epochs,
+        startup_trials=settings.pruner_startup_trials,
+        reduction_factor=settings.pruner_reduction_factor,
+    )
+
+
+def study_params(settings: TuneParams) -> dict[str, Any]:
+    """The study's budget, metric, pruner and search space, flattened for its MLflow run."""
+    space = {
+        key: dimension.model_dump(exclude_none=True) for key, dimension in settings.space.items()
+    }
+    return {
+        "tune.trials": settings.trials,
+        "tune.timeout_minutes": settings.timeout_minutes,
+        "tune.metric": settings.metric,
+        "tune.seed": settings.seed,
+        "tune.pruner": settings.pruner,
+        "tune.pruner_warmup_epochs": settings.pruner_warmup_epochs,
+        "tune.pruner_startup_trials": settings.pruner_startup_trials,
+        "tune.pruner_reduction_factor": settings.pruner_reduction_factor,
+        "tune.space": json.dumps(space),
+    }
+
+
+def suggest_params(trial: Any, space: Mapping[str, TuneDimension]) -> dict[str, Any]:
+    """Draw one value per key of the search space from an Optuna trial."""
+    values: dict[str, Any] = {}
+    for key, dimension in space.items():
+        if dimension.choices is not None:
+            values[key] = trial.suggest_categorical(key, list(dimension.choices))
+        elif TuneParams.is_integer(key):
+            step = int(dimension.step or 1)
+            values[key] = trial.suggest_int(
+                key, int(dimension.low), int(dimension.high), step=step, log=dimension.log
+            )
+        else:
+            drawn = trial.suggest_float(
+                key, dimension.low, dimension.high, step=dimension.step, log=dimension.log
+            )
+            values[key] = drawn if dimension.step else round_significant(drawn)
+    return values
+
+
+def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
+    """value cut to a few significant digits: 0.0023456789 -> 0.002346."""
+    return float(f"{value:.{digits}g}")
+
+
+def format_value(value: Any) -> str:
+    """A value as DVC's -S (Hydra's override grammar) reads it back unchanged."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)  # repr round-trips floats: 1e-05, 0.002346
+    text = str(value)
+    if _BARE_STRING.fullmatch(text) and text.lower() not in _HYDRA_WORDS:
+        return text
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def override_args(values: Mapping[str, Any]) -> list[str]:
+    """["-S", "optimizer.lr=0.002", ...] for `dvc exp run`."""
+    args: list[str] = []
+    for key, value in values.items():
+        args += ["-S", f"{key}={format_value(value)}"]
+    return args
+
+
+def reproduce_command(values: Mapping[str, Any]) -> str:
+    """The shell line that re-runs a trial: dvc exp run -S key=value ..."""
+    return shlex.join(["dvc", "exp", "run", *override_args(values)])
+
+
+def experiment_name(study_name: str, trial_number: int) -> str:
+    """The DVC experiment (and MLflow run) name of one trial."""
+    return f"tune-{study_name}-{trial_number}"
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a trial's train.json says: its objective, MLflow run and whether it was pruned."""
+
+    value: float
+    run_id: str | None
+    pruned: bool = False
+    epochs: int | None = None
+
+
+def parse_result(text: str, source: str, metric: str) -> TrialResult:
+    """The trial's result from train.json's text, failing on a missing objective."""
+    try:
+        metrics = json.loads(text)
+    except ValueError as error:
+        raise TuneError(f"cannot read {source}: {error}") from error
+    value = metrics.get(metric)
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise TuneError(f"{source} has no finite {metric!r} (got {value!r})")
+    return TrialResult(
+        float(value), metrics.get("mlflow_run_id"), metrics.get("pruned") is True,
+        metrics.get("epochs"),
+    )  # fmt: skip
+
+
+def read_result(metrics_path: Path, metric: str) -> tuple[float, str | None]:
+    """The trial's objective and MLflow run id from train.json, failing on a missing value."""
+    try:
+        text = metrics_path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise TuneError(f"cannot read {metrics_path}: {error}") from error
+    result = parse_result(text, str(metrics_path), metric)
+    return result.value, result.run_id
+
+
+def read_experiment_result(
+    project_root: Path, exp_name: str, metrics_path: Path, metric: str
+) -> TrialResult:
+    """The result of DVC experiment exp_name, from its commit (in the workspace or not)."""
+    import dvc.api
+
+    source = f"{metrics_path} of experiment {exp_name}"
+    try:
+        text = dvc.api.read(str(metrics_path), repo=str(project_root), rev=exp_name)
+    except Exception as error:  # no such experiment, or its metrics are not in the cache
+        raise TuneError(f"cannot read {source}: {error}") from error
+    return parse_result(text, source, metric)
+
+
+def find_run_id(client: Any, experiment_id: str, exp_name: str) -> str | None:
+    """The MLflow run that DVC experiment exp_name trained (None when none was recorded)."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`dvc.exp_name` = '{exp_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
