@@ -92,9 +92,12 @@ PG_PORT ?= 5432
 postgres:
 	scripts/postgres-dev.sh start $(CURDIR)/.postgres $(PG_PORT) mlflow mlflow_auth
 
-# imgclf against a hand-written Keras script on one machine; writes docs/performance.md.
+# imgclf against a hand-written Keras script on one machine: bench/run_benchmarks.py measures
+# into docs/results/performance.json, then bench/render writes docs/results/performance.md
+# (`python bench/render` alone rebuilds every page under docs/results/ from its JSON).
 bench: install
 	$(BIN)/python bench/run_benchmarks.py $(BENCH_DATA) --seeds $(BENCH_SEEDS)
+	$(BIN)/python bench/render performance
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

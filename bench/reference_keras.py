@@ -17,22 +17,11 @@ import time
 from pathlib import Path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="directory or archive of train/<class>/*")
-    parser.add_argument("--seed", type=int, default=0, help="weights and shuffling seed")
-    parser.add_argument("--split-seed", type=int, default=0, help="preprocess.seed")
-    parser.add_argument("--test-fraction", type=float, default=0.1)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
-    args = parser.parse_args()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _splits(args: argparse.Namespace) -> tuple:
+    """Train images and labels, test images and labels, class names: the pipeline's split.
 
-    import keras
-    from keras import layers
-
-    # Only the loading and the split come from imgclf, so both sides see identical images.
+    Only the loading and the split come from imgclf, so both sides see identical images.
+    """
     from imgclf.data.folder import read_image_folder, stage_folder_source
     from imgclf.data.splits import stratified_split, val_split
 
@@ -47,7 +36,24 @@ def main() -> None:
         test_images, test_labels = images[held], labels[held]
         images, labels = images[kept], labels[kept]
     kept, _ = val_split(labels, args.val_fraction, args.split_seed)
-    train_images, train_labels = images[kept], labels[kept]
+    return images[kept], labels[kept], test_images, test_labels, class_names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="directory or archive of train/<class>/*")
+    parser.add_argument("--seed", type=int, default=0, help="weights and shuffling seed")
+    parser.add_argument("--split-seed", type=int, default=0, help="preprocess.seed")
+    parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    from keras import layers
+
+    train_images, train_labels, test_images, test_labels, class_names = _splits(args)
 
     keras.utils.set_random_seed(args.seed)
     classes = len(class_names)

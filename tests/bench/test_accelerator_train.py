@@ -134,28 +134,3 @@ def test_the_gpu_machines_backend_jax_compiles_both_sizes_and_trains(tmp_path) -
     assert summary["backend"] == "jax" and summary["small_epochs"] == 1
     assert summary["compile_seconds"] > 0 and 0.0 <= summary["final_test_accuracy"] <= 1.0
     assert [line["epoch"] for line in lines if "epoch" in line] == [1, 2]
-
-
-def test_the_untimed_compile_puts_weights_and_optimizer_state_back_as_built() -> None:
-    """Loss scaling (float16 on a GPU) keeps its scale in the optimizer's state: reset to
-    zeros instead of its value as built, every later gradient was zero."""
-    import keras
-
-    from imgclf.training.online_augmentation import CurrentEpoch
-
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1, momentum=0.9))
-    model.compile(optimizer=optimizer, loss="mse")
-    weights = model.get_weights()
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(32, 4)), rng.normal(size=(32, 3))
-    batches = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)]
-
-    accelerator_train._compile_untimed(model, (batch for batch in batches), CurrentEpoch(), 0)
-    for now, before in zip(model.get_weights(), weights, strict=True):
-        np.testing.assert_array_equal(now, before)
-    state = {v.path: keras.ops.convert_to_numpy(v.value) for v in optimizer.variables}
-    assert float(state["loss_scale_optimizer/dynamic_scale"]) == 2.0**15
-    momenta = [value for path, value in state.items() if path.endswith("_momentum")]
-    assert len(momenta) == 2 and not any(momentum.any() for momentum in momenta)
-    assert int(optimizer.iterations.numpy()) == 0

@@ -1,4 +1,5 @@
-"""bench/run_study.py: from `dvc exp show --json` rows to docs/results.md's numbers and verdicts.
+"""bench/run_study.py and the study pages bench/render makes from its JSON (levers.md,
+ablation.md): from `dvc exp show --json` rows to the pages' numbers and verdicts.
 
 The JSON below follows DVC 3's layout (workspace entry, then the baseline commit whose
 `experiments` hold `revs` with `name` and `data.metrics` / `data.params`); the study script
@@ -15,6 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 run_study = pytest.importorskip("run_study")
+common = pytest.importorskip("common")
+study_page = pytest.importorskip("render.study")
 
 
 def _revision(name: str, accuracy: float, seconds: float = 90.0) -> dict:
@@ -57,7 +60,7 @@ RESULTS = {
 
 
 def test_collect_keeps_finished_study_runs_by_row() -> None:
-    rows = run_study.collect(_shown(RESULTS))
+    rows = common.collect(_shown(RESULTS), run_study.LEVERS)
     assert [record["accuracy"] for record in rows["mixup"]] == [0.66, 0.67]
     assert rows["cutmix"] == [] and rows["l2"] == []
     assert {record["seed"] for record in rows["seed-recipe"]} == {0, 1}
@@ -65,7 +68,7 @@ def test_collect_keeps_finished_study_runs_by_row() -> None:
 
 def test_report_numbers_verdicts_and_best_changes(tmp_path: Path) -> None:
     out, plot = tmp_path / "results.md", tmp_path / "levers.png"
-    run_study.write_report(_shown(RESULTS), {"jobs": 1}, out=out, plot=plot)
+    study_page.write_report(_shown(RESULTS), {"jobs": 1}, run_study.LEVERS, out=out, plot=plot)
     text = out.read_text(encoding="utf-8")
     line = {
         row: next(x for x in text.splitlines() if x.startswith(f"| {row} |")) for row in RESULTS
@@ -100,12 +103,12 @@ def test_the_fast_ablation_ranks_by_validation_and_shows_test_beside(tmp_path: P
         {"name": "study-l2-s0", "revs": [_revision("study-l2-s0", 0.99)]},  # the other study
     ]
     shown = [{"rev": "0123abc", "name": "main", "data": {}, "experiments": experiments}]
-    rows = run_study.collect(shown, run_study.FAST)
+    rows = common.collect(shown, run_study.FAST)
     assert [r["score"] for r in rows["no-tta"]] == [0.70, 0.71]
     assert [r["accuracy"] for r in rows["no-tta"]] == [0.90, 0.91]
     assert "l2" not in rows
     out, plot = tmp_path / "ablation.md", tmp_path / "ablation.png"
-    run_study.write_report(shown, {"jobs": 1}, out=out, plot=plot, study=run_study.FAST)
+    study_page.write_report(shown, {"jobs": 1}, out=out, plot=plot, study=run_study.FAST)
     text = out.read_text(encoding="utf-8")
     line = next(x for x in text.splitlines() if x.startswith("| no-tta |"))
     assert "-10.00" in line and "s0 -10.00, s1 -10.00" in line and "0.9050 ± 0.0071" in line
@@ -149,7 +152,7 @@ def test_add_missing_runs_only_the_gaps_and_marks_pairs_across_sessions(tmp_path
     assert saved["exp_show"] == first and "additions" not in saved["meta"]  # the saved one kept
 
     out, plot = tmp_path / "ablation.md", tmp_path / "ablation.png"
-    run_study.write_report(
+    study_page.write_report(
         merged["exp_show"], merged["meta"], out=out, plot=plot, study=run_study.FAST
     )
     text = out.read_text(encoding="utf-8")
@@ -192,7 +195,7 @@ def test_baseline_run_again_pairs_the_rows_of_its_session(tmp_path: Path) -> Non
     out, plot = tmp_path / "ablation.md", tmp_path / "ablation.png"
 
     def gelu_line() -> str:
-        run_study.write_report(
+        study_page.write_report(
             merged["exp_show"], merged["meta"], out=out, plot=plot, study=run_study.FAST
         )
         return next(x for x in out.read_text().splitlines() if x.startswith("| gelu |"))
@@ -216,25 +219,25 @@ def test_baseline_run_again_pairs_the_rows_of_its_session(tmp_path: Path) -> Non
     assert "rows added in session 1, which compare with these runs | 2 | 0.8450 ± 0.0071 |" in text
     assert "for the rows of session 1: their differences, verdicts and ranks compare" in text
     # collect keeps the first runs and the runs anew, told apart by `again`.
-    collected = run_study.collect(merged["exp_show"], run_study.FAST)
+    collected = common.collect(merged["exp_show"], run_study.FAST)
     assert sorted(r["again"] for r in collected["default"]) == [0, 0, 2, 2]
 
 
 def test_a_saved_study_keeps_the_rows_it_ran_with(tmp_path: Path) -> None:
-    assert run_study.as_recorded(run_study.FAST, {"notes": []}) is run_study.FAST
+    assert common.as_recorded(run_study.FAST, {"notes": []}) is run_study.FAST
     # As saved in JSON: a row the code no longer has, in the order it was queued.
     rows = {
         "default": ["the defaults then", {}],
         "retired": ["a lever since dropped", {"a.b": "1"}],
     }
-    study = run_study.as_recorded(run_study.FAST, {"rows": rows})
+    study = common.as_recorded(run_study.FAST, {"rows": rows})
     assert list(study.rows) == ["default", "retired"]
     assert study.rows["retired"] == ("a lever since dropped", {"a.b": "1"})
     assert study.baseline == "default" and study.out == run_study.FAST.out
 
     shown = _fast_entry({"fast-default-s0": 0.80, "fast-retired-s0": 0.83})
     out, plot = tmp_path / "ablation.md", tmp_path / "ablation.png"
-    run_study.write_report(shown, {"rows": rows}, out=out, plot=plot, study=study)
+    study_page.write_report(shown, {"rows": rows}, out=out, plot=plot, study=study)
     text = out.read_text(encoding="utf-8")
     assert "| retired | a lever since dropped | 1 | 0.8300 |" in text
     assert "| gelu |" not in text  # today's rows that the saved study never ran

@@ -1,4 +1,5 @@
-"""bench/tune_pruning.py: the pruned-against-full page from a study's measurements."""
+"""bench/tune_pruning.py and the page bench/render makes from its measurements (tuning.md):
+pruned against full, the earlier runs it keeps, the trials' curves."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 tune_pruning = pytest.importorskip("tune_pruning")
+tuning = pytest.importorskip("render.tuning")
 
 SPACE = {"optimizer.lr": {"low": 0.1, "high": 0.75, "log": True}}
 PRUNER = {"pruner": "successive_halving", "pruner_warmup_epochs": 1, "pruner_reduction_factor": 3}
@@ -65,7 +67,7 @@ def _measured(pruned_seconds: list[float]) -> dict:
     [(8, 3, "after epoch 1 and again after epoch 3, "), (4, 2, "1 and again after epoch 2, ")],
 )
 def test_the_rungs_are_where_successive_halving_compares(epochs, factor, rungs) -> None:
-    text = tune_pruning._rungs_text({**PRUNER, "pruner_reduction_factor": factor}, epochs)
+    text = tuning._rungs_text({**PRUNER, "pruner_reduction_factor": factor}, epochs)
     assert rungs in text
     assert f"epoch {epochs}" not in text  # the last epoch ends a trial; it prunes nothing
 
@@ -75,7 +77,7 @@ def test_the_rungs_are_where_successive_halving_compares(epochs, factor, rungs) 
 )
 def test_the_page_gives_the_ratio_and_its_verdict(tmp_path: Path, pruned_seconds, verdict) -> None:
     out = tmp_path / "tuning.md"
-    tune_pruning.write_report(_measured(pruned_seconds), out)
+    tuning.write_report(_measured(pruned_seconds), out)
     page = out.read_text(encoding="utf-8")
     ratio = sum(pruned_seconds) / 180.0
     assert f"pruned / full = **{ratio:.2f}** (target: at most 0.50: {verdict})" in page
@@ -86,10 +88,10 @@ def test_the_page_gives_the_ratio_and_its_verdict(tmp_path: Path, pruned_seconds
 def test_the_page_says_where_and_from_which_code_it_was_measured(tmp_path: Path) -> None:
     out = tmp_path / "tuning.md"
     session = {"machine": "Some CPU, 2 cores", "date": "2026-12-04", "commit": "abc1234"}
-    tune_pruning.write_report({**_measured([60, 40, 40]), "session": session}, out)
+    tuning.write_report({**_measured([60, 40, 40]), "session": session}, out)
     line = "Machine: Some CPU, 2 cores. Date: 2026-12-04. Code: commit abc1234."
     assert line in out.read_text(encoding="utf-8")
-    tune_pruning.write_report(_measured([60, 40, 40]), out)  # a run saved before it was recorded
+    tuning.write_report(_measured([60, 40, 40]), out)  # a run saved before it was recorded
     assert "Machine:" not in out.read_text(encoding="utf-8")
 
 
@@ -97,10 +99,10 @@ def test_the_curve_table_ranks_trials_by_their_last_epoch() -> None:
     study = _study([60.0, 60.0], ["COMPLETE", "COMPLETE"], [0.7, 0.72])
     study["trials"][0]["val_accuracy_by_epoch"] = [0.45, 0.70]  # leads early, ends second
     study["trials"][1]["val_accuracy_by_epoch"] = [0.35, 0.72]
-    table = tune_pruning._curve_table(study)
+    table = tuning._curve_table(study)
     assert table[0] == "| trial | epoch 1 | epoch 2 | final rank |"
     assert table[2:] == ["| 0 | 0.450 | 0.700 | 2 |", "| 1 | 0.350 | 0.720 | 1 |"]
-    assert tune_pruning._curve_table(_study([1.0], ["COMPLETE"], [0.5])) == []  # none recorded
+    assert tuning._curve_table(_study([1.0], ["COMPLETE"], [0.5])) == []  # none recorded
 
 
 def test_an_earlier_pruner_stays_on_the_page_with_its_own_verdict(tmp_path: Path) -> None:
@@ -108,7 +110,7 @@ def test_an_earlier_pruner_stays_on_the_page_with_its_own_verdict(tmp_path: Path
     earlier = _study([60, 10, 10], ["COMPLETE", "PRUNED", "PRUNED"], [0.70, 0.40, 0.41])
     measured["earlier_pruned"] = [{"pruner": PRUNER, "study": earlier, "why": "Too eager."}]
     out = tmp_path / "tuning.md"
-    tune_pruning.write_report(measured, out)
+    tuning.write_report(measured, out)
     page = out.read_text(encoding="utf-8")
     assert "warm-up 1 and factor 3: pruned / full = 0.44, best val accuracy 0.7000" in page
     assert "(difference +0.0200, within the seed spread). Too eager." in page
@@ -118,14 +120,14 @@ def test_an_earlier_pruner_stays_on_the_page_with_its_own_verdict(tmp_path: Path
 def test_the_page_says_where_the_stopped_trials_would_have_ranked(tmp_path: Path) -> None:
     measured = _measured([60, 15, 15])  # full: 0.70, 0.72, 0.69; trials 1 and 2 pruned
     out = tmp_path / "tuning.md"
-    tune_pruning.write_report(measured, out)
+    tuning.write_report(measured, out)
     assert (
         "of the 3 settings both studies tried, it stopped 2, which ranked 1, 3 of 3 in the full "
         "study; the pruned study's best setting ranked 2 there."
     ) in out.read_text(encoding="utf-8")
     measured["pruned"]["trials"][2]["values"] = {"optimizer.lr": 0.9}  # the sampler diverged
     assert "of the 2 settings both studies tried, it stopped 1, which ranked 1 of 3" in (
-        tune_pruning._what_pruning_stopped(measured["full"], measured["pruned"])
+        tuning._what_pruning_stopped(measured["full"], measured["pruned"])
     )
 
 
@@ -140,7 +142,7 @@ def test_a_new_run_keeps_the_runs_before_it_on_the_page(tmp_path: Path) -> None:
     assert [run["pruned_train_seconds"] for run in third["earlier_runs"]] == [80, 140, 90]
     assert tune_pruning.earlier_runs(None) == []
     out = tmp_path / "tuning.md"
-    tune_pruning.write_report(third, out)
+    tuning.write_report(third, out)
     page = out.read_text(encoding="utf-8")
     assert "## Earlier runs of this benchmark" in page
     # seed spread of the full study's best setting: 0.72, 0.71, 0.73 -> 0.02

@@ -17,3 +17,45 @@ def imported_names(path: Path) -> set[str]:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
+
+
+def module_graph(source: Path, package: str) -> dict[str, set[str]]:
+    """Module name -> the package's modules it imports (type-hint imports included).
+
+    source is the folder that holds the package (src/); `from a import b` counts as importing
+    a.b where that is a module, else a. A package does not count as importing its own modules.
+    """
+    files = {}
+    for path in (source / package).rglob("*.py"):
+        parts = path.relative_to(source).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in files.items():
+        reached = {found for found in imported_names(path) if found in files}
+        # `from a import b` also names a: drop a where a.b is the module imported.
+        reached -= {
+            parent for parent in reached if any(r.startswith(parent + ".") for r in reached)
+        }
+        graph[name] = {found for found in reached if found != name}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other, directly or round a longer loop."""
+    reaches = {name: _reachable(graph, name) for name in graph}
+    circles = {
+        tuple(sorted(other for other in reaches[name] if name in reaches[other]))
+        for name in graph
+        if name in reaches[name]
+    }
+    return sorted(list(circle) for circle in circles)
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), list(graph[start])
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(graph.get(name, ()))
+    return seen

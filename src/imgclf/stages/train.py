@@ -20,8 +20,9 @@ def _train(args: argparse.Namespace, params: Params) -> None:
     for message in lever_warnings(params).values():
         print(f"train: warning: {message}", file=sys.stderr)
     from imgclf.training import session
+    from imgclf.training.prepare import TrainFiles
 
-    files = session.TrainFiles(
+    files = TrainFiles(
         train=args.train,
         val=args.val,
         classes=args.classes,

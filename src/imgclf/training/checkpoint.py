@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
-
-if TYPE_CHECKING:
-    from imgclf.training.fit import EpochRecorder
 
 WEIGHTS_FILE = "state.weights.h5"  # Keras insists on the .weights.h5 suffix
 
@@ -127,16 +122,3 @@ def claim_backup(folder: Path) -> Iterator[TrainingBackup]:
         yield TrainingBackup(folder)
     finally:
         lock.release()
-
-
-class EpochBackup(keras.callbacks.Callback):
-    """Saves the training state after every epoch whose loss is finite."""
-
-    def __init__(self, backup: TrainingBackup, recorder: EpochRecorder) -> None:
-        super().__init__()
-        self.backup, self.recorder = backup, recorder
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        # A diverged epoch is nothing to resume from.
-        if math.isfinite(float((logs or {}).get("loss", math.nan))):
-            self.backup.save(self.model, epoch + 1, self.recorder.rows)

@@ -293,11 +293,8 @@ def reporting_lost_workers(dist: Distribution) -> Iterator[None]:
         return
     import tensorflow as tf
 
+    lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)
     try:
         yield
-    except (
-        tf.errors.UnavailableError,
-        tf.errors.DeadlineExceededError,
-        tf.errors.AbortedError,
-    ) as error:
+    except lost as error:
         raise lost_worker_error(error, dist.role) from None

@@ -12,7 +12,6 @@ import keras
 import numpy as np
 
 from imgclf.data.arrays import write_csv
-from imgclf.training.checkpoint import EpochBackup
 from imgclf.training.diagnostics import TrainingDiagnostics, data_loss_metrics
 
 if TYPE_CHECKING:
@@ -63,6 +62,19 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         write_csv(self.path, self.recorder.rows)
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Saves the training state after every epoch whose loss is finite."""
+
+    def __init__(self, backup: TrainingBackup, recorder: EpochRecorder) -> None:
+        super().__init__()
+        self.backup, self.recorder = backup, recorder
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        # A diverged epoch is nothing to resume from.
+        if math.isfinite(float((logs or {}).get("loss", math.nan))):
+            self.backup.save(self.model, epoch + 1, self.recorder.rows)
 
 
 def peak_rss_mb() -> float:

@@ -1,13 +1,14 @@
-"""bench/run_benchmarks.py: the targets' verdicts and the defaults' epoch profile.
+"""bench/render: the performance page (its targets' verdicts, the defaults' epoch profile, the
+GPU section) from performance.json and the device logs.
 
-The rows follow what the runner collects (the reference script's JSON line, train.json,
-eval.json and history.csv per experiment); the numbers are chosen on each side of a limit.
+The rows follow what bench/run_benchmarks.py collects (the reference script's JSON line,
+train.json, eval.json and history.csv per experiment); the numbers are chosen on each side of a
+limit. The study and tuning pages are tested beside their scripts' tests.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-run_benchmarks = pytest.importorskip("run_benchmarks")
+performance = pytest.importorskip("render.performance")
+targets = pytest.importorskip("render.targets")
+device = pytest.importorskip("render.device")
 
 STAGES = {"download": 15.0, "preprocess": 5.0, "validate": 9.0, "augment": 3.0}
 FEEDING = {"ratio": 0.95, "best_ratio": 0.97}  # medians, best rounds
@@ -35,7 +38,7 @@ def _rows(seed_cnn_accuracy: float, default_accuracy: float, default_seconds: fl
 
 
 def _verdicts(rows, noop=1.5, stages=STAGES, feeding=FEEDING) -> list[bool | None]:
-    return [met for _, _, met in run_benchmarks.targets(rows, stages, noop, feeding)]
+    return [met for _, _, met in targets.targets(rows, stages, noop, feeding)]
 
 
 def test_every_target_met() -> None:
@@ -74,27 +77,25 @@ def test_profile_finds_the_epochs_within_the_reference_time_and_the_first_85() -
         {"epoch": 3.0, "epoch_seconds": 40.0, "val_accuracy": 0.83},
         {"epoch": 4.0, "epoch_seconds": 50.0, "val_accuracy": 0.86},
     ]
-    text = "\n".join(
-        run_benchmarks.default_profile(history, 100.0, train_images=20000, small=(2, 24))
-    )
+    text = "\n".join(targets.default_profile(history, 100.0, train_images=20000, small=(2, 24)))
     assert "| 2 | 24 px | 80 |" in text
     assert "| 3 | full | 120 | 0.8300 | 500 |" in text
     assert "| 4 | full | 170 | 0.8600 | 400 |" in text
     assert "finish 2 epoch(s), at 70.00% validation accuracy" in text
     assert "first reaches 85% after epoch 4, 170 s into training" in text
-    text = "\n".join(run_benchmarks.default_profile(history[:3], reference_seconds=30.0))
+    text = "\n".join(targets.default_profile(history[:3], reference_seconds=30.0))
     assert "Not one epoch" in text and "does not reach 85%" in text
     # A run whose history.csv recorded each epoch's side: the page shows it, not the params'.
     recorded = [{**row, "image_side": 20.0 if row["epoch"] < 2 else 32.0} for row in history]
-    text = "\n".join(run_benchmarks.default_profile(recorded, 100.0, small=(2, 24)))
+    text = "\n".join(targets.default_profile(recorded, 100.0, small=(2, 24)))
     assert "| 1 | 20 px | 40 |" in text and "| 2 | 32 px | 80 |" in text
 
 
 def test_speed_gives_small_and_full_size_epochs_apart() -> None:
     history = [{"epoch": float(n), "epoch_seconds": 10.0 if n <= 2 else 20.0} for n in (1, 2, 3)]
     run = {"train_images": 20000, "history": history}
-    assert run_benchmarks._speed(run) == " It trains at 2000 images/s (median epoch)."
-    assert run_benchmarks._speed(run, (2, 24)) == (
+    assert performance._speed(run) == " It trains at 2000 images/s (median epoch)."
+    assert performance._speed(run, (2, 24)) == (
         " It trains at 1000 images/s (median full-size epoch) and 2000 images/s "
         "(median 24 px epoch)."
     )
@@ -133,7 +134,7 @@ def test_page_from_saved_measurements(tmp_path: Path) -> None:
         "predict_vs_preloaded": 0.75,
     }
     out = tmp_path / "performance.md"
-    run_benchmarks._write_report(measured, out)
+    performance.write_report(measured, out)
     page = out.read_text(encoding="utf-8")
     assert "| `imgclf predict` | 900 | 950 |" in page and "| ratio | 75.0% | |" in page
     assert (
@@ -149,7 +150,7 @@ def test_page_from_saved_measurements(tmp_path: Path) -> None:
 
 
 def test_rounds_at_half_speed_are_counted_per_feeding() -> None:
-    (text,) = run_benchmarks._slow_rounds(
+    (text,) = performance._slow_rounds(
         {"pipeline": [1500.0, 750.0, 1490.0, 751.0], "memory": [1600.0, 1450.0, 1500.0, 800.0]}
     )
     assert "pipeline 2 of 4, memory 1 of 4" in text
@@ -176,21 +177,20 @@ def test_gpu_section_shows_each_runs_scored_split(tmp_path: Path) -> None:
     lines = [*epochs, summary("test", 0.9146)]
     (tmp_path / "a_test.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
     (tmp_path / "b_val.jsonl").write_text(json.dumps(summary("val", 0.9107)))
-    section = "\n".join(run_benchmarks._accelerator_section(tmp_path))
+    section = "\n".join(device.section(tmp_path))
     assert "| a_test.jsonl | NVIDIA H200 | mixed_float16 | [128, 384, 384] | 1024 | 15 " in section
     assert "| 18.2 | 15.3 | 0.9146 | 47000 |" in section  # median of the epochs after the first
     assert "| 0.9107 (val) | — |" in section
 
 
-def test_a_benchmark_session_names_this_checkout_s_commit() -> None:
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=run_benchmarks.REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    session = run_benchmarks.session()
-    assert session["commit"] == head and head
-    assert session["machine"] == run_benchmarks._machine()
-    assert len(session["date"]) == 10  # YYYY-MM-DD
+def test_a_page_says_the_machine_its_processor_features_the_date_and_the_commit() -> None:
+    from render import where
+
+    session = {"machine": "Some CPU", "features": "avx2 fma", "date": "2026-12-06"}
+    assert where({**session, "commit": "abc1234"}) == (
+        "Machine: Some CPU. Processor features: avx2 fma. Date: 2026-12-06. Code: commit abc1234."
+    )
+    # performance.json from before the session was recorded: machine and date only.
+    assert where({"machine": "Some CPU", "date": "2026-12-04"}) == (
+        "Machine: Some CPU. Date: 2026-12-04."
+    )
