@@ -6,7 +6,7 @@
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD":/work imgclf                   # dvc repro
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD":/work imgclf promote --dry-run # imgclf ...
 #
-# docs/scaling.md has the whole story; docker/entrypoint.sh says what the arguments do.
+# docs/guide/scaling.md has the whole story; docker/entrypoint.sh says what the arguments do.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- builders: a virtual environment in /opt/venv from the lock file -------------------------

@@ -75,7 +75,7 @@ ui: install
 		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts
 
-# The team tracking server (docs/scaling.md): mlflow server on the PostgreSQL database in
+# The team tracking server (docs/guide/scaling.md): mlflow server on the PostgreSQL database in
 # MLFLOW_BACKEND_STORE_URI, artifacts in SERVER_ARTIFACTS (a folder, s3://..., gs://...).
 # Loopback unless SERVER_HOST says otherwise, which needs SERVER_AUTH=1 (MLflow's basic-auth).
 SERVER_HOST ?= 127.0.0.1

@@ -46,7 +46,8 @@ def postgres() -> Iterator[str]:
 def team_server(
     postgres: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningServer, Path]]:
-    """`imgclf server --auth` as docs/scaling.md starts it; yields the server and artifact root."""
+    """`imgclf server --auth` as docs/guide/scaling.md starts it; yields the server and the
+    artifact root."""
     root = tmp_path_factory.mktemp("team-server")
     port = free_port()
     env = pipeline_env(

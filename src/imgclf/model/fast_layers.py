@@ -1,7 +1,7 @@
 """Stand-ins for stock Keras layers that train faster under TensorFlow on a CPU.
 
 Each computes what its stock layer computes, to float rounding, through kernels that the
-TensorFlow profiler showed to be much faster on a 2-core CPU (docs/fast-recipe.md):
+TensorFlow profiler showed to be much faster on a 2-core CPU (docs/guide/fast-recipe.md):
 - FusedBatchNormalization: Keras 3 computes a training batch's BatchNorm from elementwise
   float32 ops (cast, moments, normalise, cast back) and differentiates them op by op, about a
   third of fast_cnn's step; TensorFlow's FusedBatchNormV3 does the arithmetic, and its

@@ -27,7 +27,8 @@ def _add_database_option(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imgclf server",
-        description="Start the team's MLflow tracking server on PostgreSQL (docs/scaling.md).",
+        description="Start the team's MLflow tracking server on PostgreSQL "
+        "(docs/guide/scaling.md).",
     )
     _add_storage_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")

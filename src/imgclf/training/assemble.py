@@ -129,10 +129,8 @@ def assemble(
 ) -> Trainer:
     """Plan, seed, build and compile the model and make the datasets, as params say.
 
-    validation None: fit trains without val data (a benchmark that scores by its own callback).
-    dist: the tf.distribute set-up (None: one device); data_hash names the data in the plan's
-    resumable-state key; say receives the notes a run prints (class weights, image sizes).
-    """
+    validation None: no val data (a benchmark scores by its own callback); dist: tf.distribute's
+    set-up (None: one device); data_hash: the data, in the plan's resumable-state key."""
     from imgclf.model.lookahead import callbacks_for
     from imgclf.training import classifier, distribution, inputs, runtime
     from imgclf.training.diagnostics import probe_batch

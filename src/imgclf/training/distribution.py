@@ -1,6 +1,6 @@
 """Training on several GPUs or machines with tf.distribute: roles, strategies, scaling, failures.
 
-The scaling rule (docs/distributed.md): `train.batch_size` is per replica, so the global batch
+The scaling rule (docs/guide/distributed.md): `train.batch_size` is per replica, so the global batch
 is batch_size x replicas, and the peak learning rate is optimizer.lr scaled by
 `train.lr_scaling` (linear: x replicas; sqrt: x sqrt(replicas); none). One replica changes
 nothing.
@@ -81,7 +81,7 @@ def parse_tf_config(raw: str | None) -> ClusterRole:
         raise DistributionError(
             "train.distribution is 'multi_worker' but TF_CONFIG is not set: set it on every "
             f"machine, e.g. TF_CONFIG='{example}' (index 1 on the second machine); see "
-            "docs/distributed.md"
+            "docs/guide/distributed.md"
         )
     try:
         config = json.loads(raw)

@@ -76,7 +76,7 @@ def precision_policy(mixed_precision: str, gpu: bool, cpu_bfloat16: bool) -> str
         return "mixed_float16"
     # float16 math only pays off on GPUs; on CPUs it is slower and less accurate. bfloat16 runs
     # the fast recipe about 2x as fast with AMX units and about 1.4x with AVX-512 BF16 (an AMD
-    # Zen 4), for the same accuracy (docs/fast-recipe.md, the precision row).
+    # Zen 4), for the same accuracy (docs/guide/fast-recipe.md, the precision row).
     if mixed_precision == "bfloat16" or (mixed_precision == "auto" and cpu_bfloat16):
         return "mixed_bfloat16"
     return "float32"

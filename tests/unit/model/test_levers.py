@@ -129,7 +129,7 @@ def test_the_repository_params_keep_every_new_lever_off() -> None:
     params = load_params(REPO_ROOT / "params.yaml")
     assert params.loss.name == "categorical_crossentropy"
     assert (params.reg.spatial_dropout, params.reg.max_norm) == (0.0, None)
-    # The fast recipe (docs/fast-recipe.md): Nesterov SGD on the records' linear schedule.
+    # The fast recipe (docs/guide/fast-recipe.md): Nesterov SGD on the records' linear schedule.
     assert params.optimizer.name == "sgd" and params.optimizer.schedule == "linear"
     assert params.optimizer.nesterov is True
     assert params.optimizer.clip_norm is None

@@ -158,7 +158,7 @@ def test_multi_worker_without_tf_config_stops_the_stage_first(
     finally:
         signal.signal(signal.SIGTERM, handler)  # train installs its own SIGTERM handler
     stderr = capsys.readouterr().err
-    assert "TF_CONFIG is not set" in stderr and "docs/distributed.md" in stderr
+    assert "TF_CONFIG is not set" in stderr and "docs/guide/distributed.md" in stderr
     # Stopped before the store or any data: nothing was created or looked for.
     assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
     assert "a/train.npz" not in stderr
