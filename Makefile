@@ -68,12 +68,16 @@ format: install
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-# The MLflow UI over the project's own store, on loopback only.
+# The MLflow UI over the project's own store (what plain `mlflow ui` opens here), on loopback
+# only. A store at imgclf's old place, mlruns/mlflow.db, moves first: mlflow would otherwise
+# create an empty mlflow.db beside it.
 ui: install
-	mkdir -p mlruns
+	$(BIN)/python -c "import pathlib, sys, imgclf.tracking.store as s; \
+		sys.excepthook = lambda kind, error, trace: print(error, file=sys.stderr); \
+		s.resolve_tracking_uri({}, pathlib.Path.cwd())"
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) \
-		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
-		--default-artifact-root $(CURDIR)/mlruns/artifacts
+		--backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlruns
 
 # The team tracking server (docs/guide/scaling.md): mlflow server on the PostgreSQL database in
 # MLFLOW_BACKEND_STORE_URI, artifacts in SERVER_ARTIFACTS (a folder, s3://..., gs://...).

@@ -34,6 +34,17 @@ def _last_json_line(command: list[str], project: Path, env: dict[str, str]) -> d
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _history(folder: Path) -> list[dict[str, float]]:
+    """Each epoch's row from DVCLive's files (one TSV per metric, its step the epoch)."""
+    rows: dict[int, dict[str, float]] = {}
+    for name in ("epoch_seconds", "val_accuracy", "image_side"):
+        with (folder / f"{name}.tsv").open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                step = int(row["step"])
+                rows.setdefault(step, {"epoch": float(step)})[name] = float(row[name])
+    return [rows[step] for step in sorted(rows)]
+
+
 def _experiment(project: Path, env: dict[str, str], overrides: dict[str, str], seed: int) -> dict:
     # `dvc exp run` leaves its params in the workspace: start every experiment from the commit.
     run(["git", "checkout", "--", "params.yaml"], project, env)
@@ -44,22 +55,13 @@ def _experiment(project: Path, env: dict[str, str], overrides: dict[str, str], s
     wall, _ = run(command, project, env)
     train = _read_json(project / "reports/metrics/train.json")
     evaluation = _read_json(project / "reports/metrics/eval.json")
-    with (project / "reports/plots/history.csv").open(encoding="utf-8", newline="") as handle:
-        history = [
-            {
-                key: float(row[key])
-                for key in ("epoch", "epoch_seconds", "val_accuracy", "image_side")
-                if row.get(key)  # image_side: runs from before it was recorded lack it
-            }
-            for row in csv.DictReader(handle)
-        ]
     return {
         "accuracy": evaluation["accuracy"],
         "train_seconds": train["train_seconds"],
         "pipeline_seconds": round(wall, 1),
         "peak_rss_mb": train.get("peak_rss_mb"),
         "train_images": train.get("num_train_images"),
-        "history": history,
+        "history": _history(project / "dvclive/plots/metrics"),
         "command": "dvc exp run " + " ".join(f"-S {k}={v}" for k, v in settings.items()),
     }
 

@@ -80,7 +80,7 @@ def run_study(project: Path, env: dict[str, str], name: str, trials: int) -> dic
     wall, output = run(command, project, env, 4000)
     storage = f"sqlite:///{project / 'mlruns' / 'optuna.db'}"
     study = optuna.load_study(study_name=name, storage=storage)
-    client = MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     rows = []
     for trial in study.trials:
         try:

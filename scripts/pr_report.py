@@ -83,7 +83,10 @@ def mermaid_charts(title: str, x_name: str, rows: list[dict], y_name: str) -> li
         if x is None or y is None:
             return []  # a confusion matrix or other categorical plot: not a line chart
         revision = row.get("rev", "workspace")
-        series[revision][f"{row.get('field', y_name)} ({revision})"][x] = y
+        # One file's fields come as `field`; a plot over several files (DVCLive's, one per
+        # metric) names each row's source as `filename::field`.
+        field = row.get("field") or row.get("filename::field", "").rpartition("::")[2] or y_name
+        series[revision][f"{field} ({revision})"][x] = y
     flat = {name: points for lines in series.values() for name, points in lines.items()}
     if not flat:
         return []

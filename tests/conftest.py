@@ -56,10 +56,10 @@ def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def with_mlflow_store(mlflow_db_template: Path):
-    """Give a project folder an empty MLflow store at mlruns/mlflow.db, where stages look."""
+    """Give a project folder an empty MLflow store at mlflow.db, where stages look."""
 
     def seed(project: Path) -> Path:
-        target = project / "mlruns" / "mlflow.db"
+        target = project / "mlflow.db"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(mlflow_db_template, target)
         return project

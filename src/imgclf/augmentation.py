@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from imgclf.data.arrays import to_uint8
 
@@ -113,11 +114,16 @@ def augment_copies(
     crop_fraction: float,
     color_jitter: float = 0.0,
     cutout_fraction: float = 0.0,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return the originals followed by `copies` augmented copies of each, with labels."""
+    """Return the originals followed by `copies` augmented copies of each, with labels.
+
+    progress: a bar counting the copies; None shows it only when stderr is a terminal.
+    """
     rng = np.random.default_rng(seed)
     batches = [images]
-    for _ in range(copies):
+    hidden = None if progress is None else not progress  # tqdm's None: only on a terminal
+    for _ in tqdm(range(copies), desc="augment", unit="copy", disable=hidden):
         draw = draw_affine(
             len(images),
             images.shape[1:3],

@@ -103,7 +103,7 @@ class Worker:
 
 
 def _runs(project: Path) -> list:
-    client = MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("imgclf")
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
@@ -136,6 +136,7 @@ def test_two_workers_train_one_model_and_one_run(projects: tuple[Path, Path]) ->
     assert all((chief_project / name).is_file() for name in OUTPUTS)
     # Worker 1 trained, but wrote no output and never touched a store.
     assert not any((worker_project / name).exists() for name in OUTPUTS)
+    assert not (worker_project / "mlflow.db").exists()
     assert not (worker_project / "mlruns").exists()
     assert not (worker_project / ".dvc" / "tmp" / "imgclf-train-backup").exists()
 

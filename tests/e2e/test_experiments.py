@@ -1,7 +1,7 @@
 """End to end: a queued grid on two workers, `imgclf tune`, and the MLflow UI's REST API.
 
-The three tests share one project and run in file order: grid, then tune, then the UI test
-reads back the runs both recorded.
+The tests share one project and run in file order: grid, then tune, then the UI test and plain
+MLflow in the checkout read back the runs both recorded.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 import re
 import shlex
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from support.mlflow_server import mlflow_server
+from support.mlflow_server import free_port, serve
 from support.project import (
     TINY_PARAMS,
     make_project,
@@ -67,7 +68,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _client(project: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    return MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
 
 
 def _runs_named(project: Path, names: set[str]) -> dict[str, list]:
@@ -181,12 +182,13 @@ def test_tune_runs_trials_as_experiments_and_prints_the_best_line(project: Path)
 
 @pytest.fixture
 def ui(project: Path, tmp_path: Path) -> Iterator[str]:
-    """The MLflow UI (`mlflow server`, as `make ui` starts it) over the project's store."""
-    with mlflow_server(
-        tmp_path,
-        f"sqlite:///{project / 'mlruns' / 'mlflow.db'}",
-        default_artifact_root=project / "mlruns" / "artifacts",
-    ) as running:
+    """Plain `mlflow server` started in the checkout: no store named, MLflow's defaults."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    with serve(command, port, tmp_path / "server.log", cwd=project) as running:
         yield running.url
 
 
@@ -203,6 +205,8 @@ def _api(url: str, path: str, body: dict | None = None) -> dict:
 def test_ui_shows_the_compared_params_and_metrics(project: Path, ui: str) -> None:
     with urllib.request.urlopen(ui, timeout=30) as page:  # the UI's single-page app
         assert b"<html" in page.read().lower()
+    listed = _api(ui, "experiments/search", {"max_results": 100})["experiments"]
+    assert "imgclf" in {experiment["name"] for experiment in listed}
     experiment = _api(ui, "experiments/get-by-name?experiment_name=imgclf")["experiment"]
     # The same call the UI's run table makes.
     found = _api(
@@ -226,3 +230,31 @@ def test_ui_shows_the_compared_params_and_metrics(project: Path, ui: str) -> Non
         assert metrics.keys() >= COMPARED_METRICS, name
         assert 0 <= metrics["test_ece"] <= 1 and metrics["train_seconds"] > 0, name
         assert recorded["info"]["status"] == "FINISHED", name
+    # It serves a queued run's files from the checkout's mlruns/.
+    run_id = trained["tune-e2e-0"]["info"]["run_id"]
+    served_url = f"{ui}/get-artifact?run_uuid={run_id}&path=params.yaml"
+    with urllib.request.urlopen(served_url, timeout=30) as file:
+        served = file.read()
+    artifact_uri = trained["tune-e2e-0"]["info"]["artifact_uri"]
+    assert served == Path(artifact_uri.removeprefix("file://"), "params.yaml").read_bytes()
+
+
+# What a new user types in the checkout, with no MLFLOW_TRACKING_URI: MLflow's own default store.
+_COUNT_RUNS = "import mlflow; print(len(mlflow.search_runs(search_all_experiments=True)))"
+
+
+def test_plain_mlflow_in_the_checkout_sees_every_run(project: Path) -> None:
+    client = _client(project)
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    recorded = client.search_runs(experiments, max_results=1000)
+    # The baseline, the grid's four, tune's two trials and its study run.
+    assert len(recorded) >= 8
+    counted = run([sys.executable, "-c", _COUNT_RUNS], project).stdout.strip().splitlines()[-1]
+    assert int(counted) == len(recorded)
+    # Queued workers ran in .dvc/tmp/exps, yet the store and every artifact are in the checkout,
+    # in MLflow's own layout (mlruns/<experiment id>/<run id>/artifacts).
+    assert not list((project / ".dvc" / "tmp").rglob("mlflow.db*"))
+    artifact_root = (project.resolve() / "mlruns").as_uri()
+    for one in recorded:
+        root = f"{artifact_root}/{one.info.experiment_id}/{one.info.run_id}/"
+        assert one.info.artifact_uri.startswith(root), one.info.artifact_uri

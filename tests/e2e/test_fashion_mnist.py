@@ -122,7 +122,7 @@ def test_default_model_learns_fashion_mnist(project: Path) -> None:
 
 @pytest.mark.slow
 def test_mlflow_run_records_the_source_and_its_checksum(project: Path) -> None:
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     (recorded,) = mlflow.search_runs(experiment_names=["imgclf"], output_format="list")
     assert recorded.info.status == "FINISHED"
     assert recorded.data.params["data.source"] == "fashion_mnist"

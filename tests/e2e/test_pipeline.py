@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import mlflow
@@ -20,6 +21,8 @@ from PIL import Image
 from imgclf.stages import predict
 from support.project import (
     TINY_PARAMS,
+    TORN_READ,
+    CommandFailed,
     make_project,
     pipeline_env,
     run,
@@ -47,7 +50,7 @@ def _ran_stages(output: str) -> set[str]:
 
 
 def _runs(project: Path) -> list:
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     return mlflow.search_runs(experiment_names=["imgclf"], output_format="list")
 
 
@@ -88,8 +91,10 @@ def test_repro_run_is_recorded_in_the_project_store(project: Path) -> None:
     shape = json.loads((project / "data/prepared/classes.json").read_text())["image_shape"]
     sides = mlflow.MlflowClient().get_metric_history(recorded.info.run_id, "image_side")
     assert [(point.step, point.value) for point in sides] == [(1, min(shape[:2]))]
-    with open(project / "reports/plots/history.csv", encoding="utf-8", newline="") as handle:
-        assert [float(row["image_side"]) for row in csv.DictReader(handle)] == [min(shape[:2])]
+    side_file = project / "dvclive/plots/metrics/image_side.tsv"  # DVCLive's: step = epoch
+    with open(side_file, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [(int(row["step"]), float(row["image_side"])) for row in rows] == [(1, min(shape[:2]))]
 
 
 def test_run_records_its_data_and_a_model_that_names_its_classes(project: Path) -> None:
@@ -110,6 +115,21 @@ def test_run_records_its_data_and_a_model_that_names_its_classes(project: Path) 
     linked = {metric.key: metric.value for metric in logged.metrics}
     evaluation = json.loads((project / "reports/metrics/eval.json").read_text())
     assert linked["test_accuracy"] == pytest.approx(evaluation["accuracy"])
+
+
+def test_evaluate_writes_the_model_card_and_logs_it(project: Path, tmp_path: Path) -> None:
+    (recorded,) = _runs(project)
+    card = (project / "reports/model_card.md").read_text(encoding="utf-8")
+    assert card.startswith(f"# Model card: imgclf (run {recorded.info.run_id})")
+    evaluation = json.loads((project / "reports/metrics/eval.json").read_text())
+    accuracy = f"- Accuracy: {evaluation['accuracy']:.4f} on {evaluation['num_test_images']}"
+    assert accuracy in card and "## Per class" in card and "## Corruption robustness" in card
+    # A real run records everything the card reads: nothing is missing.
+    assert "## Missing" not in card and "- Source: synthetic" in card
+    assert re.search(r"- Wall time of fit: \d+\.\d s", card) and "- Device: CPU" in card
+    client = mlflow.MlflowClient()
+    logged = client.download_artifacts(recorded.info.run_id, "eval/model_card.md", str(tmp_path))
+    assert Path(logged).read_text(encoding="utf-8") == card
 
 
 def _evaluated_labels(project: Path) -> list[str]:
@@ -224,6 +244,48 @@ def test_push_then_fresh_clone_pulls_everything_and_has_nothing_to_run(
     assert run(["git", "status", "--porcelain"], clone).stdout == ""  # dvc.lock unchanged
 
 
+def _shown_experiments(project: Path) -> list[dict] | None:
+    """Every experiment in `dvc exp show --json`, or None when it read a file a queue worker
+    was writing (support.project.TORN_READ)."""
+    try:
+        shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    except CommandFailed as failed:
+        if TORN_READ in failed.result.stderr:
+            return None
+        raise
+    return [found for row in shown for found in row.get("experiments") or []]
+
+
+def _experiment_metrics(project: Path, name: str) -> dict:
+    """The metrics files of experiment `name` as `dvc exp show --json` has them."""
+    for found in _shown_experiments(project) or []:
+        for revision in found["revs"]:
+            if revision["name"] == name:
+                return revision["data"]["metrics"]
+    raise AssertionError(f"{name} is not in dvc exp show")
+
+
+def _step_while_running(project: Path, name: str, timeout_seconds: float = 600) -> int:
+    """DVCLive's step that `dvc exp show` gives the queued experiment `name` while it runs.
+
+    Its window is wide (from the first epoch's end until evaluate ends), so polls, each a few
+    seconds of dvc, cannot miss it unless the experiment fails or never shows a step.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        for found in _shown_experiments(project) or []:
+            if found.get("name") != name:
+                continue
+            state = (found.get("executor") or {}).get("state", "finished")
+            metrics = (found["revs"][0].get("data") or {}).get("metrics") or {}
+            step = metrics.get("dvclive/metrics.json", {}).get("data", {}).get("step")
+            if state == "running" and step is not None:
+                return step
+            assert state in ("queued", "running"), f"{name} is {state} before a step was seen"
+        time.sleep(1)
+    raise AssertionError(f"dvc exp show gave {name} no running step in {timeout_seconds} s")
+
+
 def test_exp_run_reruns_train_and_evaluate_only(project: Path) -> None:
     before = {run_.info.run_id for run_ in _runs(project)}
     # With the shipped 1-epoch warm-up, the first thing users type (-S train.epochs=1) must run:
@@ -240,12 +302,21 @@ def test_exp_run_reruns_train_and_evaluate_only(project: Path) -> None:
     assert new[0].data.tags["dvc.exp_name"] == name
     assert "train.epochs (1)" in new[0].data.tags["warning.warmup_clipped"]
     assert new[0].info.status == "FINISHED"
+    # DVCLive's summary of the last epoch is one of the experiment's metrics files.
+    shown = _experiment_metrics(project, name)
+    live = shown["dvclive/metrics.json"]["data"]
+    assert live["step"] == 1
+    assert live["val_accuracy"] == shown["reports/metrics/train.json"]["data"]["best_val_accuracy"]
+    assert {"loss", "accuracy", "learning_rate", "epoch_seconds", "image_side"} <= live.keys()
 
 
 def test_queued_experiment_lands_in_the_project_store(project: Path) -> None:
     before = {run_.info.run_id for run_ in _runs(project)}
-    run(["dvc", "exp", "run", "--queue", "-S", "reg.l2=0.001", "--name", "queued-l2"], project)
+    # Two epochs: after the first, `dvc exp show` shows the running experiment's epoch.
+    settings = ["-S", "reg.l2=0.001", "-S", "train.epochs=2"]
+    run(["dvc", "exp", "run", "--queue", *settings, "--name", "queued-l2"], project)
     start_queue(project)
+    assert _step_while_running(project, "queued-l2") >= 1
     status = wait_for_queue(project)
     assert "Success" in status and "Failed" not in status, status
     new = [run_ for run_ in _runs(project) if run_.info.run_id not in before]

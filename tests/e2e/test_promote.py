@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
 import shutil
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from imgclf.checksums import hash_files
 from imgclf.cli import main as cli_main
 from imgclf.data.arrays import save_split, write_classes, write_json
 from imgclf.data.synthetic import SYNTHETIC_CLASSES, draw_synthetic
+from imgclf.data.user_files import decode_image
 from imgclf.evaluation.metrics import classification_metrics
 from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.params import flatten_params, parse_params
@@ -133,6 +136,8 @@ def promote_args(workdir: Path, *extra: str) -> list[str]:
         "--classes", str(workdir / "data/prepared/classes.json"),
         "--validation", str(workdir / "reports/validation/result.json"),
         "--out", str(workdir / "reports/promotion.json"),
+        # Explicit: the default is relative to the cwd, the checkout these tests run in.
+        "--source-info", str(workdir / "data/raw/source.json"),
         *extra,
     ]  # fmt: skip
 
@@ -167,6 +172,12 @@ def version_tags(store_uri: str, version: str) -> dict[str, str]:
     return client.get_model_version(MODEL_NAME, version).tags
 
 
+def description(store_uri: str, version: str) -> str:
+    """The registered version's description: its model card."""
+    client = MlflowClient(tracking_uri=store_uri, registry_uri=store_uri)
+    return client.get_model_version(MODEL_NAME, version).description
+
+
 def report(workdir: Path) -> dict:
     return json.loads((workdir / "reports/promotion.json").read_text(encoding="utf-8"))
 
@@ -190,6 +201,7 @@ def test_first_is_champion_worse_is_rejected_better_is_promoted(
         name: record_run(tmp_path / name, uri, artifacts, trained, name)
         for name in ("weak", "untrained", "strong")
     }
+    write_json(runs["strong"] / "data/raw/source.json", {"source": "synthetic", "seed": 0})
 
     assert run_promote(monkeypatch, uri, runs["weak"]) == 0
     assert registry_state(uri) == ({"champion": "1", "challenger": "1"}, ["1"])
@@ -201,6 +213,13 @@ def test_first_is_champion_worse_is_rejected_better_is_promoted(
     assert tags["promotion.decision"] == "promoted"
     assert tags["git.commit"] == "weak-commit" and tags["data.hash"] == first["data_hash"]
     assert float(tags["promotion.accuracy"]) == first["metrics"]["accuracy"]
+    card = description(uri, "1")
+    assert card.startswith(f"# Model card: {MODEL_NAME} (version 1)")
+    assert f"- Accuracy: {first['metrics']['accuracy']:.4f} on 300 test images" in card
+    assert "## Per class" in card and "No champion before this model" in card
+    # record_run leaves no source.json, train time or corruption block: named, not fatal.
+    missing = card.split("## Missing", 1)[1]
+    assert "data/raw/source.json" in missing and "corruption block" in missing
     capsys.readouterr()
 
     assert run_promote(monkeypatch, uri, runs["untrained"]) == 1
@@ -212,6 +231,10 @@ def test_first_is_champion_worse_is_rejected_better_is_promoted(
     assert {"min_accuracy", "gain", "significance"} <= failed
     assert rejected["decision"] == "rejected" and rejected["compared_with"] == "1"
     assert version_tags(uri, "2")["promotion.decision"] == "rejected"
+    failed_in_order = [check["name"] for check in rejected["checks"] if not check["passed"]]
+    assert f"- Decision: rejected (failed checks: {', '.join(failed_in_order)})" in (
+        description(uri, "2")
+    )
 
     assert run_promote(monkeypatch, uri, runs["strong"]) == 0
     aliases, versions = registry_state(uri)
@@ -226,6 +249,17 @@ def test_first_is_champion_worse_is_rejected_better_is_promoted(
     run_id = json.loads((runs["strong"] / "reports/mlflow_run.json").read_text())["run_id"]
     version = client.get_model_version(MODEL_NAME, "3")
     assert version.run_id == run_id and version.source.startswith("models:/m-")
+    # Its description is the card, with the comparison the gate made; the run keeps a copy.
+    card = version.description
+    assert "- Source: synthetic (seed 0)" in card and "## Per class" in card
+    assert f"- Accuracy: {promoted['metrics']['accuracy']:.4f} on 300 test images" in card
+    gain = next(check["detail"] for check in promoted["checks"] if check["name"] == "gain")
+    ours, theirs = gain.split(" on ")[0].split(" vs champion ")  # the gate's own re-scores
+    assert f"accuracy {ours} vs {theirs} (gain {promoted['gain']:+.4f})" in card
+    assert f"exact McNemar p = {promoted['p_value']:.3g}" in card
+    assert "Against version 1, the champion then" in card and "- Decision: promoted" in card
+    kept = Path(client.download_artifacts(run_id, "model_card.md", str(tmp_path)))
+    assert kept.read_text(encoding="utf-8") == card
 
 
 @pytest.fixture(scope="module")
@@ -362,8 +396,35 @@ def test_the_champion_answers_with_class_names(
         )
         with urllib.request.urlopen(request, timeout=120) as response:
             served = json.load(response)["predictions"]
+        # A photo as a client has it: a JPEG file, base64 in JSON, bigger than the model's input.
+        jpeg = tmp_path / "photo.jpg"
+        Image.fromarray(images[0]).resize((96, 96), Image.Resampling.BICUBIC).save(jpeg)
+        encoded = base64.b64encode(jpeg.read_bytes()).decode("ascii")
+        from_file = invoke(server.url, {"inputs": {"image": [encoded]}})
+        scaled = invoke(server.url, {"inputs": (images[:2] / 255).tolist()})
     assert [row["label"] for row in served] == expected
     assert served[0]["confidence"] == pytest.approx(max(served[0]["probabilities"].values()))
+    decoded = decode_image(jpeg, (32, 32))[np.newaxis]
+    label = SYNTHETIC_CLASSES[int(keras_file.predict(decoded, verbose=0).argmax())]
+    assert from_file[0] == 200
+    assert [row["label"] for row in from_file[1]["predictions"]] == [label]
+    # Pixels scaled to [0, 1] reach the model as sent and are refused, not cast to black.
+    assert scaled[0] == 400 and scaled[1]["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "whole numbers in 0-255" in scaled[1]["message"]
+
+
+def invoke(url: str, body: dict) -> tuple[int, dict]:
+    """POST a JSON body to a served model's /invocations: the status and the JSON answer."""
+    request = urllib.request.Request(
+        f"{url}/invocations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
 
 
 @pytest.fixture(scope="module")
@@ -391,4 +452,5 @@ def test_promotion_against_a_real_tracking_server(
         ["1", "2"],
     )
     assert version_tags(server, "2")["promotion.decision"] == "promoted"
+    assert "## Per class" in description(server, "2")  # set over the server's REST API
     assert report(strong)["compared_with"] == "1"

@@ -36,7 +36,7 @@ BACKUPS = Path(".dvc/tmp/imgclf-train-backup")
 
 
 def _client(project: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    return MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
 
 
 def _runs(project: Path) -> list:

@@ -95,7 +95,7 @@ def test_a_pruned_trial_is_recorded_as_pruned_everywhere(project: Path) -> None:
     assert pruned, out
     assert "trial pruned after epoch 1 of 3" in out
     rows = _experiments(project)
-    runs = _trial_runs(MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"), "prune")
+    runs = _trial_runs(MlflowClient(f"sqlite:///{project / 'mlflow.db'}"), "prune")
     assert sorted(runs) == [0, 1, 2]
     for number, state in states.items():
         (recorded,) = runs[number]
@@ -120,7 +120,7 @@ def test_two_workers_run_trials_at_once_and_lose_none(project: Path) -> None:
     run(["imgclf", "tune", "--trials", "3", "--study", "par", "--workers", "2"], project)
     assert [t.state.name != "FAIL" for t in _study(project, "par").trials] == [True] * 3
     rows = _experiments(project)
-    runs = _trial_runs(MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"), "par")
+    runs = _trial_runs(MlflowClient(f"sqlite:///{project / 'mlflow.db'}"), "par")
     assert sorted(runs) == [0, 1, 2]
     for number, (recorded,) in runs.items():
         assert rows[f"tune-par-{number}"]["mlflow_run_id"] == recorded.info.run_id

@@ -81,7 +81,7 @@ ARGV = [
     "--train", "data/augmented/train.npz", "--val", "data/prepared/val.npz",
     "--classes", "data/prepared/classes.json", "--validation", "reports/validation/result.json",
     "--model", "models/model.keras", "--metrics", "reports/metrics/train.json",
-    "--history", "reports/plots/history.csv", "--run-info", "reports/mlflow_run.json",
+    "--live", "dvclive", "--run-info", "reports/mlflow_run.json",
     "--source-info", "data/raw/source.json",
 ]  # fmt: skip
 
@@ -120,7 +120,7 @@ def run_train(workspace: Path, patch: pytest.MonkeyPatch) -> int:
 
 
 def store(workspace: Path) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlruns' / 'mlflow.db'}")
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
 
 
 def only_run(workspace: Path):
@@ -131,8 +131,17 @@ def only_run(workspace: Path):
 
 
 def history_rows(workspace: Path) -> list[dict[str, str]]:
-    with open(workspace / "reports/plots/history.csv", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    """Each epoch's row from DVCLive's files (one TSV per metric), joined on the step, which is
+    the epoch; a step written twice into one file fails the test."""
+    rows: dict[int, dict[str, str]] = {}
+    for path in sorted((workspace / "dvclive/plots/metrics").glob("*.tsv")):
+        with open(path, encoding="utf-8", newline="") as handle:
+            records = list(csv.DictReader(handle, delimiter="\t"))
+        steps = [int(record["step"]) for record in records]
+        assert len(set(steps)) == len(steps), f"{path.name} repeats a step: {steps}"
+        for step, record in zip(steps, records, strict=True):
+            rows.setdefault(step, {"epoch": str(step)})[path.stem] = record[path.stem]
+    return [rows[step] for step in sorted(rows)]
 
 
 def backup_root(workspace: Path) -> Path:

@@ -278,3 +278,15 @@ def test_augment_params_reject_out_of_range_values() -> None:
     for key, value in (("mixup_alpha", -1), ("color_jitter", 1.0), ("cutout_fraction", 2)):
         with pytest.raises(ParamsError, match=f"augment.{key}"):
             parse_params({"augment": {key: value}})
+
+
+def test_the_copy_bar_is_silent_off_a_terminal_and_counts_the_copies_when_on(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    images, labels = random_images(4), np.arange(4, dtype=np.int64)
+    augment_copies(images, labels, 3, seed=0, **FULL)  # progress None: only on a terminal
+    assert capsys.readouterr().err == ""
+    shown, _ = augment_copies(images, labels, 3, seed=0, **FULL, progress=True)
+    assert "3/3" in capsys.readouterr().err
+    quiet, _ = augment_copies(images, labels, 3, seed=0, **FULL, progress=False)
+    np.testing.assert_array_equal(shown, quiet)  # the bar draws no random numbers

@@ -85,6 +85,20 @@ def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int
     return wrong[np.argsort(-confidence, kind="stable")[:count]]
 
 
+def per_class_scores(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 of each class from a confusion matrix; 0 where undefined."""
+    true_positive = np.diag(matrix).astype(np.float64)
+    support, predicted_count = matrix.sum(axis=1), matrix.sum(axis=0)
+    zeros = np.zeros(len(true_positive))
+    recall = np.divide(true_positive, support, out=zeros.copy(), where=support > 0)
+    precision = np.divide(
+        true_positive, predicted_count, out=zeros.copy(), where=predicted_count > 0
+    )
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=zeros.copy(), where=denominator > 0)
+    return precision, recall, f1
+
+
 def classification_metrics(
     labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
 ) -> dict:
@@ -93,21 +107,11 @@ def classification_metrics(
     top5_accuracy is top-k with k = min(5, classes); top_k says which k.
     """
     num_classes = len(class_names)
-    predicted = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted, num_classes)
+    matrix = confusion_matrix(labels, probabilities.argmax(axis=1), num_classes)
     true_positive = np.diag(matrix).astype(np.float64)
-    support = matrix.sum(axis=1)
-    predicted_count = matrix.sum(axis=0)
-    recall = np.divide(true_positive, support, out=np.zeros(num_classes), where=support > 0)
-    precision = np.divide(
-        true_positive, predicted_count, out=np.zeros(num_classes), where=predicted_count > 0
-    )
-    denominator = precision + recall
-    f1 = np.divide(
-        2 * precision * recall, denominator, out=np.zeros(num_classes), where=denominator > 0
-    )
+    _, recall, f1 = per_class_scores(matrix)
     # Like scikit-learn: a class counts when it occurs in the labels or in the predictions.
-    present = (support > 0) | (predicted_count > 0)
+    present = (matrix.sum(axis=1) > 0) | (matrix.sum(axis=0) > 0)
     # Clipped so one confident mistake costs a large but finite amount, as Keras does.
     picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
     return {

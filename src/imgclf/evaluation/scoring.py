@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from imgclf.evaluation.corruptions import (
     CORRUPTIONS,
+    SEVERITIES,
     corruption_accuracy,
     corruption_table,
     subset_indices,
@@ -28,6 +30,8 @@ from imgclf.params import EvaluateParams
 
 # What evaluate logs into the training run as test_<name> (eval.json holds them all).
 LOGGED_METRICS = ("accuracy", "top5_accuracy", "macro_f1", "loss", "ece", "corruption_accuracy")
+# Passes over test images: all of them, then the corruption subset clean and corrupted.
+PASSES = 2 + len(CORRUPTIONS) * len(SEVERITIES)
 
 
 @dataclass(frozen=True)
@@ -50,17 +54,23 @@ def score_model(
     class_names: Sequence[str],
     settings: EvaluateParams,
     run_id: str,
+    progress: bool | None = None,
 ) -> ModelScore:
     """Metrics, reliability, accuracy under corruptions and the confident mistakes.
 
-    run_id (the training run's) is recorded in the metrics as mlflow_run_id.
+    run_id (the training run's) is recorded in the metrics as mlflow_run_id. progress: a bar
+    counting the passes over the images (each with the model's test-time views); None shows it
+    only when stderr is a terminal, so DVC's logs and queue workers stay quiet.
     """
-    probabilities = predict(images)
-    metrics = classification_metrics(labels, probabilities, class_names)
-    metrics["mlflow_run_id"] = run_id
-    # Fifteen extra passes over the test images: a seeded subset keeps that quick on a CPU.
-    chosen = subset_indices(len(labels), settings.corruption_images, settings.seed)
-    scores = corruption_accuracy(predict, images[chosen], labels[chosen], settings.seed)
+    with tqdm(total=PASSES, desc="evaluate", unit="pass", disable=_hidden(progress)) as bar:
+        predict = _counting(predict, bar)
+        probabilities = predict(images)
+        metrics = classification_metrics(labels, probabilities, class_names)
+        metrics["mlflow_run_id"] = run_id
+        # Sixteen more passes (clean, then 5 corruptions x 3 severities): a seeded subset keeps
+        # them quick on a CPU.
+        chosen = subset_indices(len(labels), settings.corruption_images, settings.seed)
+        scores = corruption_accuracy(predict, images[chosen], labels[chosen], settings.seed)
     table = corruption_table(scores)
     metrics["corruption_accuracy"] = scores.pop("mean_accuracy")
     metrics["corruption"] = {"num_images": len(chosen), "seed": settings.seed, **scores}
@@ -82,6 +92,24 @@ def score_model(
             for index in wrong
         ],
     )
+
+
+def _hidden(progress: bool | None) -> bool | None:
+    """tqdm's `disable`: None hides the bar unless its stream (stderr) is a terminal."""
+    return None if progress is None else not progress
+
+
+def _counting(
+    predict: Callable[[np.ndarray], np.ndarray], bar: tqdm
+) -> Callable[[np.ndarray], np.ndarray]:
+    """predict, moving the bar on by one pass per call."""
+
+    def counted(batch: np.ndarray) -> np.ndarray:
+        probabilities = predict(batch)
+        bar.update()
+        return probabilities
+
+    return counted
 
 
 def metric_safe(name: str) -> str:

@@ -2,6 +2,7 @@
 
 - `gate`: the pure decision over metrics and paired predictions (McNemar, thresholds).
 - `contest`: scores the candidate and the champion on one test split, decides with the gate,
-  records the decision and describes it for the report.
-- `model_registry`: the MLflow Model Registry's versions, aliases and tags (the I/O).
+  records the decision with the version's model card and describes it for the report.
+- `model_registry`: the MLflow Model Registry's versions, aliases, tags and descriptions (the
+  I/O).
 """

@@ -1,16 +1,25 @@
 """The promote command's core: score the candidate and the champion on one test split, decide
-with the gate in `gate`, record the decision in the model registry and describe it for the
-report.
+with the gate in `gate`, record the decision and the model card in the model registry and
+describe it for the report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from imgclf.evaluation.metrics import confusion_matrix
+from imgclf.evaluation.model_card import (
+    CardInputs,
+    Comparison,
+    RunRecord,
+    describe_run,
+    registry_description,
+    render_model_card,
+)
 from imgclf.params import PromoteParams
 from imgclf.promotion import gate, model_registry
 
@@ -25,16 +34,29 @@ class Verdict:
     metrics: Mapping[str, Any]
     run_tags: Mapping[str, str]
     old_champion: str | None
+    # What the model card adds: the run's record, both models' per-image correctness and the
+    # candidate's confusion matrix on the test split.
+    run: RunRecord | None = None
+    candidate_correct: np.ndarray | None = None
+    champion_correct: np.ndarray | None = None
+    confusion: np.ndarray | None = None
+
+
+def predicted_classes(
+    model: Any, images: np.ndarray, num_labels: int, batch_size: int
+) -> np.ndarray:
+    """The model's top class for each test image."""
+    probabilities = model.predict(images, batch_size=batch_size, verbose=0)
+    if probabilities.ndim != 2 or probabilities.shape[0] != num_labels:
+        raise ValueError(f"model output shape {probabilities.shape} does not fit the test split")
+    return probabilities.argmax(axis=1)
 
 
 def correct_predictions(
     model: Any, images: np.ndarray, labels: np.ndarray, batch_size: int
 ) -> np.ndarray:
     """Per test image, whether the model's top class is the label."""
-    probabilities = model.predict(images, batch_size=batch_size, verbose=0)
-    if probabilities.ndim != 2 or probabilities.shape[0] != len(labels):
-        raise ValueError(f"model output shape {probabilities.shape} does not fit the test split")
-    return probabilities.argmax(axis=1) == labels
+    return predicted_classes(model, images, len(labels), batch_size) == labels
 
 
 def score_champion(
@@ -66,31 +88,86 @@ def judge(
 
     validation is validate's result.json; candidate is the run's model.
     """
-    run_tags = client.get_run(run_id).data.tags
+    run = describe_run(client.get_run(run_id))
     old_champion = model_registry.get_aliases(client, name).get(model_registry.CHAMPION)
+    predicted = predicted_classes(candidate, test[0], len(test[1]), batch_size)
+    candidate_correct = predicted == test[1]
+    champion_correct = (
+        None
+        if old_champion is None
+        else score_champion(client, name, old_champion, test, num_classes, batch_size)
+    )
     decision = gate.decide(
         metrics,
-        validation.get("success") is True and run_tags.get("data.validation") == "passed",
+        validation.get("success") is True and run.tags.get("data.validation") == "passed",
         min_accuracy=settings.min_accuracy,
         min_gain=settings.min_gain,
         alpha=settings.alpha,
-        candidate_correct=correct_predictions(candidate, *test, batch_size),
-        champion_correct=None
-        if old_champion is None
-        else score_champion(client, name, old_champion, test, num_classes, batch_size),
-        pruned_at_epoch=run_tags.get("tune.pruned_at_epoch"),
+        candidate_correct=candidate_correct,
+        champion_correct=champion_correct,
+        pruned_at_epoch=run.tags.get("tune.pruned_at_epoch"),
     )
-    return Verdict(decision, name, run_id, metrics, run_tags, old_champion)
+    # A candidate with more outputs than classes.json names gets no per-class table, not a crash.
+    fits = predicted.max(initial=0) < num_classes
+    confusion = confusion_matrix(test[1], predicted, num_classes) if fits else None
+    return Verdict(
+        decision, name, run_id, metrics, run.tags, old_champion,
+        run, candidate_correct, champion_correct, confusion,
+    )  # fmt: skip
 
 
-def record(client: Any, verdict: Verdict) -> str:
-    """Register the run's model (alias challenger), tag the reasons and, on a pass, crown it;
-    return its version."""
+def card_inputs(
+    verdict: Verdict, class_names: Sequence[str], source: Mapping[str, Any] | None
+) -> CardInputs:
+    """What the model card of the run's version says, the gate's comparison included.
+
+    source is data/raw/source.json, or None when it cannot be read (the card says so).
+    """
+    decision = verdict.decision
+    comparison = Comparison(
+        promoted=decision.promote,
+        failed_checks=tuple(check.name for check in decision.checks if not check.passed),
+        champion_version=verdict.old_champion,
+        candidate_accuracy=_share(verdict.candidate_correct),
+        champion_accuracy=_share(verdict.champion_correct),
+        p_value=decision.p_value,
+    )
+    run = verdict.run or RunRecord(verdict.run_id, tags=verdict.run_tags)
+    return CardInputs(
+        verdict.name, class_names, verdict.metrics, run, source, verdict.confusion, comparison
+    )
+
+
+def _share(correct: np.ndarray | None) -> float | None:
+    return None if correct is None or len(correct) == 0 else float(np.mean(correct))
+
+
+def model_card(card: CardInputs, version: str) -> str:
+    """The card of a registered version; a fact it cannot format leaves a shorter card, never
+    a failed promotion."""
+    try:
+        return render_model_card(replace(card, version=version))
+    except (TypeError, ValueError, KeyError) as error:
+        return (
+            f"# Model card: {card.model_name} (version {version})\n\nTraining run "
+            f"`{card.run.run_id}`. The card could not be built: {type(error).__name__}: {error}\n"
+        )
+
+
+def record(client: Any, verdict: Verdict, card: CardInputs) -> str:
+    """Register the run's model (alias challenger), tag the reasons, describe it with its model
+    card and, on a pass, crown it; return its version."""
     tags = gate.reason_tags(
         verdict.decision, verdict.metrics, verdict.run_tags, verdict.old_champion
     )
     version = model_registry.register_run_model(client, verdict.name, verdict.run_id)
     model_registry.tag_version(client, verdict.name, version, tags)
+    text = model_card(card, version)
+    # Before crowning: a champion is never left without its card.
+    model_registry.describe_version(
+        client, verdict.name, version, registry_description(text, verdict.run_id)
+    )
+    model_registry.log_run_card(client, verdict.run_id, text)
     if verdict.decision.promote:
         model_registry.crown(client, verdict.name, version, verdict.old_champion)
     return version

@@ -1,4 +1,5 @@
-"""The MLflow Model Registry, read and written: versions, aliases and tags; thin wrappers.
+"""The MLflow Model Registry, read and written: versions, aliases, tags and model cards; thin
+wrappers.
 
 Apart from `imgclf.promotion.gate`, the promotion gate: the decision is a pure function of numbers,
 tested without a store, while this module is the I/O that acts on it (and needs a server).
@@ -7,11 +8,13 @@ Importing it loads no Keras: the champion's model is loaded inside `load_version
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imgclf.errors import first_line
 from imgclf.promotion.gate import PromotionError
 
 if TYPE_CHECKING:
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+CARD_ARTIFACT = "model_card.md"  # the promoted card's name among the run's artifacts
 
 
 def registry_client(tracking_uri: str) -> MlflowClient:
@@ -96,6 +100,27 @@ def load_version_model(client: MlflowClient, name: str, version: str) -> keras.M
 def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str, str]) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+
+
+def describe_version(client: MlflowClient, name: str, version: str, description: str) -> None:
+    """Set the version's description (its model card), shown on its page in the MLflow UI."""
+    client.update_model_version(name, version, description=description)
+
+
+def log_run_card(client: MlflowClient, run_id: str, card: str) -> None:
+    """Keep the card as `model_card.md` among the run's artifacts, when the store allows it.
+
+    The registry already holds the card as the version's description, so an artifact store that
+    refuses the file (no credentials for its bucket, a read-only folder) costs a warning only.
+    """
+    try:
+        client.log_text(run_id, card, CARD_ARTIFACT)
+    except Exception as error:  # artifact stores raise their own types (boto, azure, OSError)
+        print(
+            f"warning: could not log {CARD_ARTIFACT} into run {run_id}: {first_line(error)}; "
+            "the version's description holds the card",
+            file=sys.stderr,
+        )
 
 
 def crown(client: MlflowClient, name: str, version: str, old_champion: str | None) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 # A model reference that MLflow resolves, not a path on disk.
 MLFLOW_SCHEMES = ("models:/", "runs:/")
+OUTPUT_FORMATS = ("csv", "json", "jsonl")
 
 
 class PredictionError(ImgclfError, ValueError):
@@ -104,11 +105,13 @@ def load_classifier(
     model_ref: str,
     classes_path: Path,
     download: Callable[[str], tuple[Path, list[str] | None]],
+    top_k: int | None = None,
 ) -> Classifier:
     """Load a `.keras` file, or an MLflow model (`models:/...`, `runs:/...`) via `download`.
 
     download(uri) returns the MLflow model's `.keras` file and its class names (None for a
-    model logged without them); a local file takes its class names from classes_path.
+    model logged without them); a local file takes its class names from classes_path. A top_k
+    above the number of classes fails here, before the model loads.
     """
     from imgclf.data.arrays import read_classes
     from imgclf.model.loading import load_model_file
@@ -117,7 +120,6 @@ def load_classifier(
         path, class_names = download(model_ref)
     else:
         path, class_names = Path(model_ref), None
-    model = load_model_file(path)
     if class_names is None:
         if not classes_path.is_file():
             raise PredictionError(
@@ -125,6 +127,9 @@ def load_classifier(
                 "--classes with the model's classes.json"
             )
         class_names = read_classes(classes_path)[0]
+    if top_k is not None:
+        check_top_k(top_k, class_names, model_ref)
+    model = load_model_file(path)
     outputs = model.output_shape[-1]
     if outputs != len(class_names):
         raise PredictionError(
@@ -132,6 +137,16 @@ def load_classifier(
             f"found ({', '.join(class_names[:5])}...)"
         )
     return Classifier(model, list(class_names), model_ref)
+
+
+def check_top_k(top_k: int, class_names: Sequence[str], source: str) -> None:
+    """Raise when top_k asks for more classes than the model has."""
+    if top_k > len(class_names):
+        shown = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
+        raise PredictionError(
+            f"--top-k {top_k} asks for more classes than {source} has: {len(class_names)} "
+            f"({shown}); pass --top-k {len(class_names)} or less"
+        )
 
 
 def _decode(item: ImageInput, size: tuple[int, int] | None, channels: int):
@@ -182,33 +197,54 @@ def top_classes(row: np.ndarray, classifier: Classifier, top_k: int) -> list[tup
     return [(classifier.class_names[index], round(float(row[index]), 6)) for index in order]
 
 
-def format_predictions(predictions: Iterable[Prediction], top_k: int, as_json: bool) -> str:
-    """CSV (path, class, confidence, top<i>_class/_probability..., error) or JSON rows."""
-    rows = []
-    for prediction in predictions:
-        best = prediction.top[0] if prediction.top else (None, None)
-        row: dict[str, Any] = {"path": prediction.name, "class": best[0], "confidence": best[1]}
-        if as_json:
-            row["top_k"] = [{"class": name, "probability": p} for name, p in prediction.top]
-        else:
-            for rank in range(top_k):
-                name, probability = (
-                    prediction.top[rank] if rank < len(prediction.top) else (None, None)
-                )
-                row[f"top{rank + 1}_class"] = name
-                row[f"top{rank + 1}_probability"] = probability
-        row["error"] = prediction.error
-        rows.append(row)
-    if as_json:
-        return json.dumps(rows, indent=2) + "\n"
-    buffer = io.StringIO()
+def choose_format(requested: str | None, out: Path | None) -> str:
+    """The output format: the one requested, else the one --out's suffix names, else CSV."""
+    if requested is not None:
+        return requested
+    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
+    return suffix if suffix in OUTPUT_FORMATS else "csv"
+
+
+def format_predictions(predictions: Iterable[Prediction], top_k: int, output_format: str) -> str:
+    """CSV (path, class, confidence, top<i>_class/_probability..., error), a JSON list of rows,
+    or JSON Lines (one row per line, for streaming tools)."""
+    if output_format not in OUTPUT_FORMATS:
+        raise PredictionError(f"unknown format {output_format!r}: use one of {OUTPUT_FORMATS}")
+    if output_format == "csv":
+        return _format_csv(predictions, top_k)
+    rows = [_json_row(prediction) for prediction in predictions]
+    if output_format == "jsonl":
+        return "".join(json.dumps(row) + "\n" for row in rows)
+    return json.dumps(rows, indent=2) + "\n"
+
+
+def _json_row(prediction: Prediction) -> dict[str, Any]:
+    best = prediction.top[0] if prediction.top else (None, None)
+    return {
+        "path": prediction.name,
+        "class": best[0],
+        "confidence": best[1],
+        "top_k": [{"class": name, "probability": p} for name, p in prediction.top],
+        "error": prediction.error,
+    }
+
+
+def _format_csv(predictions: Iterable[Prediction], top_k: int) -> str:
     fields = ["path", "class", "confidence"]
     fields += [
         f"top{rank + 1}_{part}" for rank in range(top_k) for part in ("class", "probability")
     ]
+    buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[*fields, "error"], lineterminator="\n")
     writer.writeheader()
-    for row in rows:
+    for prediction in predictions:
+        best = prediction.top[0] if prediction.top else (None, None)
+        row: dict[str, Any] = {"path": prediction.name, "class": best[0], "confidence": best[1]}
+        for rank in range(top_k):
+            name, probability = prediction.top[rank] if rank < len(prediction.top) else (None, None)
+            row[f"top{rank + 1}_class"] = name
+            row[f"top{rank + 1}_probability"] = probability
+        row["error"] = prediction.error
         writer.writerow({key: "" if value is None else value for key, value in row.items()})
     return buffer.getvalue()
 

@@ -52,6 +52,7 @@ def _write_preview(images: np.ndarray, labels: np.ndarray, params: Params, path:
             1,
             settings.seed + variant,
             **_operations(settings),
+            progress=False,  # one copy of a few images: over before a bar could say anything
         )[0][len(originals) :]
         for variant in range(PREVIEW_VARIANTS)
     ]

@@ -18,6 +18,7 @@ from pathlib import Path
 from imgclf.errors import ImgclfError
 
 EXIT_ALL_PREDICTED, EXIT_UNREADABLE, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_TOP_K = 3  # or every class, where a model has fewer
 
 
 def _predict(args: argparse.Namespace, scratch: Path) -> int:
@@ -31,9 +32,9 @@ def _predict(args: argparse.Namespace, scratch: Path) -> int:
         tracking_uri=resolve_tracking_uri(os.environ, project_root),
         destination=scratch / "model",
     )
-    classifier = prediction.load_classifier(args.model, args.classes, download)
+    classifier = prediction.load_classifier(args.model, args.classes, download, args.top_k)
     inputs = prediction.collect_inputs(args.inputs, scratch / "inputs")
-    top_k = min(args.top_k, len(classifier.class_names))
+    top_k = args.top_k or min(DEFAULT_TOP_K, len(classifier.class_names))
     started = time.perf_counter()
     predictions = prediction.predict_images(
         classifier,
@@ -43,8 +44,8 @@ def _predict(args: argparse.Namespace, scratch: Path) -> int:
         progress=sys.stderr.isatty(),
     )
     seconds = time.perf_counter() - started
-    as_json = args.out is not None and args.out.suffix.lower() == ".json"
-    table = prediction.format_predictions(predictions, top_k, as_json)
+    output_format = prediction.choose_format(args.format, args.out)
+    table = prediction.format_predictions(predictions, top_k, output_format)
     if args.out is None:
         sys.stdout.write(table)
     else:
@@ -85,10 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Path("data/prepared/classes.json"),
         help="class names of a .keras file (MLflow models carry their own)",
     )
+    parser.add_argument("--out", type=Path, help="file to write; without it, stdout")
     parser.add_argument(
-        "--out", type=Path, help="CSV to write (JSON if it ends in .json); default: CSV on stdout"
+        "--format",
+        choices=("csv", "json", "jsonl"),
+        help="without it, --out's suffix picks (.csv, .json, .jsonl), else csv",
     )
-    parser.add_argument("--top-k", type=_positive, default=3, help="classes listed per image")
+    parser.add_argument(
+        "--top-k",
+        type=_positive,
+        help=f"classes listed per image, at most the model's; without it, {DEFAULT_TOP_K} (or "
+        "all, when fewer)",
+    )
     parser.add_argument("--batch-size", type=_positive, default=64, help="images per batch")
     args = parser.parse_args(argv)
     # TensorFlow's C++ start-up chatter (CPU features, missing CUDA) buries the output.

@@ -1,5 +1,7 @@
 """promote (run by CI, not DVC): gate the run's model against the champion, then move aliases.
 
+Every version it registers carries its model card as the registry's description.
+
 Exit codes: 0 promoted (or would be, with --dry-run), 1 rejected, 2 could not decide.
 """
 
@@ -41,13 +43,22 @@ def _promote(args: argparse.Namespace, params: Params) -> int:
         len(class_names), params.promote, params.train.batch_size,
     )  # fmt: skip
     print(verdict.decision.table())
-    version = None if args.dry_run else contest.record(client, verdict)
+    card = contest.card_inputs(verdict, class_names, _optional_json(args.source_info))
+    version = None if args.dry_run else contest.record(client, verdict, card)
     aliases = model_registry.get_aliases(client, name)
     write_json(args.out, contest.report(verdict, version, aliases, args.dry_run, len(test[1])))
     outcome = "promoted" if verdict.decision.promote else "rejected"
     where = "" if version is None else f" as version {version} of {name!r}"
     print(f"promote: {outcome}{where}{' (dry run: nothing moved)' if args.dry_run else ''}")
     return EXIT_PROMOTED if verdict.decision.promote else EXIT_REJECTED
+
+
+def _optional_json(path: Path) -> dict | None:
+    """source.json feeds only the model card: unreadable, the card says it is missing."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--test", "data/prepared/test.npz", "test split both models are scored on"),
         ("--classes", "data/prepared/classes.json", "ordered class names"),
         ("--validation", "reports/validation/result.json", "validate's result"),
+        ("--source-info", "data/raw/source.json", "where the data came from (model card only)"),
         ("--out", "reports/promotion.json", "decision report to write"),
     ):
         parser.add_argument(option, type=Path, default=Path(default), help=meaning)

@@ -30,7 +30,7 @@ def _train(args: argparse.Namespace, params: Params) -> None:
         source_info=args.source_info,
         model=args.model,
         metrics=args.metrics,
-        history=args.history,
+        live=args.live,
         run_info=args.run_info,
         params=Path(args.params),
     )
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="model.keras to write")
     parser.add_argument("--metrics", type=Path, required=True, help="train.json to write")
     parser.add_argument(
-        "--history", type=Path, required=True, help="history.csv to write (after every epoch)"
+        "--live", type=Path, required=True, help="DVCLive folder to write (after every epoch)"
     )
     parser.add_argument("--run-info", type=Path, required=True, help="mlflow_run.json to write")
     return run_stage(parser, _train, argv)

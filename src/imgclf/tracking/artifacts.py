@@ -17,23 +17,36 @@ if TYPE_CHECKING:
 
 # The models-from-code file MLflow copies into each logged model (see its docstring).
 PYFUNC_MODEL_CODE = Path(__file__).parents[1] / "serving" / "pyfunc_model.py"
-PYFUNC_KERAS_ARTIFACT = "keras_model"  # pyfunc_model.KERAS_ARTIFACT: that file imports no imgclf
+# pyfunc_model.KERAS_ARTIFACT and INPUT_NAME: that file imports nothing from imgclf.
+PYFUNC_KERAS_ARTIFACT = "keras_model"
+PYFUNC_INPUT = "image"
 
 
 def log_model(
     model: keras.Model, model_path: Path, example_images: Any, class_names: Sequence[str]
 ) -> Any:
-    """Log the saved model as a pyfunc that answers class names; return MLflow's ModelInfo.
+    """Log the saved model as a pyfunc that answers class names; return MLflow's ModelInfo."""
+    import mlflow
+
+    arguments = pyfunc_arguments(model, model_path, example_images, class_names)
+    return mlflow.pyfunc.log_model(name="model", **arguments)
+
+
+def pyfunc_arguments(
+    model: keras.Model, model_path: Path, example_images: Any, class_names: Sequence[str]
+) -> dict[str, Any]:
+    """What log_model (and mlflow.pyfunc.save_model) hands MLflow for the serving model.
 
     The pyfunc wraps the very `.keras` file at model_path (an artifact, loaded in safe mode)
-    with the ordered class names (model config and metadata), a signature (raw uint8 pixels in;
-    label, confidence and per-class probabilities out) and the example images as input example.
+    with the ordered class names (model config and metadata), a signature (one input, "image":
+    encoded images or raw pixels; label, confidence and per-class probabilities out) and the
+    example images, as base64 PNG files, for input example.
     """
     import keras
     import mlflow
     import pandas as pd
+    import PIL
     import tensorflow as tf
-    from mlflow.models import infer_signature
 
     names = [str(name) for name in class_names]
     probabilities = np.asarray(model.predict(example_images, verbose=0), dtype=np.float64)
@@ -56,17 +69,47 @@ def log_model(
         f"tensorflow=={tf.__version__}",
         f"keras=={keras.__version__}",
         f"pandas=={pd.__version__}",
+        f"pillow=={PIL.__version__}",  # pyfunc_model.py decodes PNG and JPEG
     ]
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(PYFUNC_MODEL_CODE),
-        artifacts={PYFUNC_KERAS_ARTIFACT: str(model_path)},
-        model_config={"class_names": names},
-        metadata={"class_names": names},
-        signature=infer_signature(example_images, example_output),
-        input_example=example_images,
-        pip_requirements=requirements,
-    )
+    return {
+        "python_model": str(PYFUNC_MODEL_CODE),
+        "artifacts": {PYFUNC_KERAS_ARTIFACT: str(model_path)},
+        "model_config": {"class_names": names},
+        "metadata": {"class_names": names},
+        "signature": _serving_signature(example_output),
+        "input_example": {PYFUNC_INPUT: np.asarray(_encode_png(example_images), dtype=object)},
+        "pip_requirements": requirements,
+    }
+
+
+def _serving_signature(example_output: Any) -> Any:
+    """One input, "image", that MLflow passes through as it comes; the outputs of the example.
+
+    A typed spec would make MLflow cast first: under the old uint8 spec, pixels scaled to
+    [0, 1] became black images and confident labels. An object tensor of shape (-1,) is the
+    one spec MLflow enforces nothing on, so the model sees base64 strings and float pixels
+    as sent and refuses, with a 400, what it cannot use.
+    """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import Schema, TensorSpec
+
+    inputs = Schema([TensorSpec(np.dtype(object), (-1,), name=PYFUNC_INPUT)])
+    return ModelSignature(inputs=inputs, outputs=infer_signature(None, example_output).outputs)
+
+
+def _encode_png(images: Any) -> list[str]:
+    """uint8 [N, H, W, C] images as base64 PNG files: what a client of the served model sends."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    encoded = []
+    for pixels in np.asarray(images, dtype=np.uint8):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, "PNG")
+        encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return encoded
 
 
 def log_datasets(splits: Mapping[str, tuple[Path, Any, Any]]) -> None:

@@ -91,7 +91,7 @@ class Trainer:
         *,
         resume: ResumePoint | None = None,
         backup: TrainingBackup | None = None,
-        history_path: Path | None = None,
+        live_folder: Path | None = None,
         verbose: int | str | None = None,
     ) -> TrainingResult:
         """Fit the planned epochs (from `resume` when given) with these callbacks added.
@@ -111,8 +111,8 @@ class Trainer:
             backup=backup,
             probe=self.probe,
             setup_seconds=self.setup_seconds,
-            history_path=history_path,
-            # history.csv and the MLflow run say which epochs trained on downscaled images.
+            live_folder=live_folder,
+            # DVCLive's files and the MLflow run say which epochs trained on downscaled images.
             epoch_columns=lambda epoch: {"image_side": self.image_side(epoch)},
         )
 

@@ -1,6 +1,6 @@
 """Per-epoch training diagnostics: the loss split into its terms, weight and gradient norms.
 
-What each history.csv / MLflow column means:
+What each per-epoch metric (DVCLive's files, the MLflow run) means:
 - data_loss, val_data_loss: the compiled loss alone (label smoothing and focal weighting
   included), averaged over the epoch's images exactly like Keras averages `loss`.
 - reg_loss: `loss - data_loss`, the epoch mean of the kernel penalties (reg.l1, reg.l2) over

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from imgclf.data.arrays import write_csv
 from imgclf.training.diagnostics import TrainingDiagnostics, data_loss_metrics
 
 if TYPE_CHECKING:
@@ -24,7 +23,7 @@ class EpochRecorder(keras.callbacks.Callback):
     """Adds the learning rate and wall time of each epoch to the logs, and keeps them.
 
     `columns`, when given, maps the 0-based epoch to more values for its row (the image side
-    of progressive resizing), so history.csv and the MLflow run show them too.
+    of progressive resizing), so DVCLive's files and the MLflow run show them too.
     """
 
     def __init__(
@@ -50,18 +49,42 @@ class EpochRecorder(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
 
 
-class HistoryWriter(keras.callbacks.Callback):
-    """Rewrites history.csv after every epoch, so `dvc plots show` follows a run as it goes.
+class LiveMetrics(keras.callbacks.Callback):
+    """Hands every epoch's row to DVCLive: `dvc exp show` (also for a queued experiment while
+    it runs), `dvc plots`, VS Code and Studio follow the run epoch by epoch.
 
-    It writes the recorder's rows, which after a resume start with the restored epochs.
+    The step is the 1-based epoch, as in the MLflow run, and the metrics keep the row's names.
+    After a resume the restored rows are logged again first: DVC deletes a stage's outputs
+    before it runs it, so DVCLive's own resume=True would find nothing to continue.
     """
 
-    def __init__(self, path: Path, recorder: EpochRecorder) -> None:
+    def __init__(self, folder: Path, recorder: EpochRecorder) -> None:
+        """Open DVCLive (it reads the DVC repository: best before fit's clock starts)."""
+        from dvclive import Live
+
         super().__init__()
-        self.path, self.recorder = path, recorder
+        self.recorder = recorder
+        # dvc.yaml declares the folder and its plots, and `dvc exp run` makes the experiment:
+        # DVCLive writes neither a dvc.yaml of its own nor an experiment (outside a pipeline
+        # its default would save one).
+        self.live = Live(str(folder), save_dvc_exp=False, dvcyaml=False)
+        for row in recorder.rows:
+            self._log(row)
+        if recorder.rows:
+            self.live.make_summary()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        write_csv(self.path, self.recorder.rows)
+        self._log(self.recorder.rows[-1])
+        self.live.next_step()  # metrics.json, Studio, and VS Code's "a step is done" signal
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.live.end()
+
+    def _log(self, row: dict[str, float]) -> None:
+        self.live.step = int(row["epoch"])
+        for name, value in row.items():
+            if name != "epoch":
+                self.live.log_metric(name, value)
 
 
 class EpochBackup(keras.callbacks.Callback):
@@ -165,7 +188,7 @@ def fit_model(
     backup: TrainingBackup | None = None,
     probe: tuple[np.ndarray, np.ndarray] | None = None,
     setup_seconds: float = 0.0,
-    history_path: Path | None = None,
+    live_folder: Path | None = None,
     epoch_columns: Callable[[int], dict[str, float]] | None = None,
 ) -> TrainingResult:
     """Fit (compiling first when loss and optimizer are given) from `resume` or from scratch.
@@ -173,15 +196,16 @@ def fit_model(
     train_seconds is the wall time of `fit`, plus that of the epochs a resume restored, plus
     `setup_seconds` (work that learns from the data before fit, such as the whitening layer).
     probe, (images, one-hot labels), is the fixed batch for probe_grad_norm (diagnostics.py).
-    history_path, when given, holds every epoch's row (CSV) from the end of the first epoch on.
+    live_folder, when given, is DVCLive's folder: every epoch's row from the end of the first
+    epoch on (after a resume, the restored epochs first), metrics.json holding the last.
     epoch_columns maps the 0-based epoch to more values for its row and logs (EpochRecorder).
     """
     if loss is not None and optimizer is not None:
         compile_model(model, loss=loss, optimizer=optimizer, jit_compile=jit_compile)
     recorder = EpochRecorder(resume.history if resume else None, epoch_columns)
     saving = [EpochBackup(backup, recorder)] if backup is not None else []
-    if history_path is not None:
-        saving.append(HistoryWriter(history_path, recorder))
+    if live_folder is not None:
+        saving.append(LiveMetrics(live_folder, recorder))
     started = time.perf_counter()
     # The recorder runs first so later callbacks (backup, MLflow logging) see learning_rate too;
     # the backup precedes logging, so a slow tracking store never delays the checkpoint.

@@ -30,7 +30,7 @@ class TrainFiles:
     source_info: Path
     model: Path
     metrics: Path
-    history: Path
+    live: Path  # DVCLive's folder: per-epoch metrics and plots
     run_info: Path
     params: Path  # the params file, logged with the run
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgclf.data.arrays import write_csv, write_json
+from imgclf.data.arrays import write_json
 from imgclf.errors import ImgclfError
 from imgclf.params import Params, flatten_params
 from imgclf.training.prepare import TrainFiles, TrainingContext, check_context, prepare
@@ -149,7 +149,7 @@ def _fit_checked(
             [logger, *([pruning] if pruning else [])],
             resume=resume,
             backup=backup,
-            history_path=files.history,
+            live_folder=files.live,
         )
     pruned = pruning is not None and pruning.pruned
     if result.diverged(len(result.history) if pruned else trainer.plan.epochs):
@@ -180,7 +180,7 @@ def _tags(
 
 
 def _save(files: TrainFiles, params: Params, trainer: Trainer, result, run) -> tuple[dict, Any]:
-    """Save the serving model, the history and train.json; the metrics and the served model.
+    """Save the serving model and train.json; the metrics and the served model.
 
     run is (the MLflow run id, the tuning trial's pruning callback or None).
     """
@@ -188,7 +188,6 @@ def _save(files: TrainFiles, params: Params, trainer: Trainer, result, run) -> t
 
     run_id, pruning = run
     serving = fit.save_serving_model(trainer.model, files.model, params.evaluate.tta)
-    write_csv(files.history, result.history)
     train_images = trainer.splits["train"][0]
     metrics = result.summary(trainer.model, len(train_images), run_id)
     if pruning is not None:  # a tuning trial: the experiment says whether it was cut
@@ -212,7 +211,7 @@ def _log_outputs(files: TrainFiles, params: Params, trainer: Trainer, result, sa
     serving, pruning = saved
     artifacts.log_training_outputs(
         {"train_seconds": result.train_seconds},
-        [files.params, files.history, files.metrics],
+        [files.params, files.metrics],
         files.validation,
         {
             "training": (files.train, *trainer.splits["train"]),
@@ -222,3 +221,5 @@ def _log_outputs(files: TrainFiles, params: Params, trainer: Trainer, result, sa
         trainer.splits["validation"][0][:4],
         pruning.tags() if pruning else None,
     )
+    # The per-epoch files too, so the run alone holds what `dvc plots show` draws.
+    artifacts.log_artifacts([files.live], artifact_path="dvclive")

@@ -9,6 +9,7 @@ the trials, and the budget (tune.trials) counts every worker's.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -18,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from imgclf.params import TuneParams
 from imgclf.tuning import search
@@ -43,6 +46,7 @@ class StudyRun:
     mlflow: tuple[Any, str, str]  # client, experiment id, the study's run id
     workers: int = 1
     deadline: float = float("inf")
+    progress: tqdm | None = None  # the study's bar: trials done of tune.trials
     ran_here: list[int] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopped: bool = False
@@ -54,7 +58,7 @@ class StudyRun:
                 return None
             if self.ran_here and time.monotonic() >= self.deadline:
                 minutes = self.settings.timeout_minutes
-                print(f"tune: the {minutes:g} min budget is spent; stopping", flush=True)
+                say(f"tune: the {minutes:g} min budget is spent; stopping")
                 return self._stop()
             if len(self.study.get_trials(deepcopy=False)) >= self.settings.trials:
                 return self._stop_for_budget()
@@ -92,13 +96,41 @@ class StudyRun:
         return None
 
     def _stop_for_budget(self) -> None:
-        print(f"tune: the study holds its {self.settings.trials} trials; stopping", flush=True)
+        say(f"tune: the study holds its {self.settings.trials} trials; stopping")
         return self._stop()
 
     def work(self) -> None:
         """One worker: claim and run trials until none is left."""
         while (trial := self.claim_trial()) is not None:
             run_trial(self, trial)
+            self.show_progress()
+
+    def show_progress(self) -> None:
+        """Move the bar to the study's finished trials (every worker's), the best so far and
+        how many were pruned."""
+        if self.progress is None:
+            return
+        trials = self.study.get_trials(deepcopy=False)
+        finished = [trial for trial in trials if trial.state.is_finished()]
+        postfix = {}
+        with contextlib.suppress(ValueError):  # Optuna's answer while no trial has completed
+            postfix["best"] = f"{self.study.best_value:.4f}"
+        postfix["pruned"] = sum(trial.state == _states().PRUNED for trial in finished)
+        with self._lock:
+            self.progress.n = len(finished)
+            self.progress.set_postfix(postfix)  # redraws the bar
+
+
+def study_bar(trials: int) -> tqdm:
+    """The study's bar over its budget; disable=None: shown only when stderr is a terminal,
+    not in logs or CI."""
+    return tqdm(total=trials, desc="tune", unit="trial", disable=None)
+
+
+def say(message: str) -> None:
+    """Print a line of the session, above the study's bar when one is shown."""
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()  # before the output dvc writes to the same terminal
 
 
 def _states() -> Any:
@@ -136,7 +168,7 @@ def run_trial(session: StudyRun, trial: Any) -> None:
     values = search.suggest_params(trial, settings.space)
     trial.set_user_attr("values", values)  # what ran: floats are rounded after Optuna draws
     name = search.experiment_name(session.study_name, trial.number)
-    print(f"tune: trial {trial.number} ({name}): {search.reproduce_command(values)}", flush=True)
+    say(f"tune: trial {trial.number} ({name}): {search.reproduce_command(values)}")
     link = TrialLink(
         session.storage_url,
         session.study_name,
@@ -161,7 +193,7 @@ def run_trial(session: StudyRun, trial: Any) -> None:
             raise search.TuneError(f"{name}'s {session.metrics_path} is not from its run {run_id}")
     except search.TuneError as error:
         session.study.tell(trial, state=states.FAIL)
-        print(f"tune: trial {trial.number} failed ({error}); the study goes on", flush=True)
+        say(f"tune: trial {trial.number} failed ({error}); the study goes on")
         return
     _tell(session, trial, result, run_id, time.monotonic() - started)
 
@@ -170,10 +202,12 @@ def _run_dvc(session: StudyRun, command: list[str], name: str, link: TrialLink) 
     """Run the trial's experiment; in parallel its output goes to a log file, not the terminal."""
     env = {**session.environ, TRIAL_VARIABLE: link.to_json()}
     if session.workers == 1:  # stdout and stderr stay the user's, to follow the training
-        return subprocess.run(command, env=env, check=False).returncode
+        # The study's bar steps aside meanwhile (the lock is not held for a whole trial).
+        with tqdm.external_write_mode(file=sys.stdout, nolock=True):
+            return subprocess.run(command, env=env, check=False).returncode
     log_path = session.project_root / LOG_FOLDER / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"tune: {name} writes its output to {log_path}", flush=True)
+    say(f"tune: {name} writes its output to {log_path}")
     with log_path.open("wb") as log:
         return subprocess.run(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
@@ -209,4 +243,4 @@ def _tell(
         client.log_metric(parent_run_id, metric, result.value, step=trial.number)
         outcome = f"{metric} {result.value:.4f}"
     cached = "" if run_id else " (DVC restored these results from its run cache)"
-    print(f"tune: trial {trial.number}: {outcome} in {seconds:.0f} s{cached}", flush=True)
+    say(f"tune: trial {trial.number}: {outcome} in {seconds:.0f} s{cached}")

@@ -134,5 +134,8 @@ def run_study(
         )  # fmt: skip
         session.workers = workers
         session.deadline = time.monotonic() + settings.timeout_minutes * 60
-        runner.run_all(session)
+        with runner.study_bar(settings.trials) as bar:
+            session.progress = bar
+            session.show_progress()  # a joined study may hold other workers' trials already
+            runner.run_all(session)
         return finish(session)

@@ -3,6 +3,9 @@ function on arrays."""
 
 from __future__ import annotations
 
+import io
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -14,7 +17,13 @@ from imgclf.evaluation.metrics import (
     expected_calibration_error,
     reliability_bins,
 )
-from imgclf.evaluation.scoring import logged_test_metrics, metric_safe, score_model, summary_line
+from imgclf.evaluation.scoring import (
+    PASSES,
+    logged_test_metrics,
+    metric_safe,
+    score_model,
+    summary_line,
+)
 from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.params import EvaluateParams
 
@@ -97,3 +106,38 @@ def test_calibration_error_from_bins_is_the_ece() -> None:
     ece = expected_calibration_error(labels, probabilities)
     assert calibration_error(reliability_bins(labels, probabilities)) == pytest.approx(ece)
     assert calibration_error([]) == 0.0
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, as an interactive shell's is."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _cheap_score(progress: bool | None) -> int:
+    """Score with a numpy predict function (no model); the number of passes it made."""
+    images, labels = draw_synthetic(20, seed=4, image_size=8)
+    calls = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        means = batch.reshape(len(batch), -1).mean(axis=1)
+        return np.eye(len(CLASSES))[means.astype(int) % len(CLASSES)] * 0.9 + 0.01
+
+    settings = EvaluateParams(corruption_images=10, mistakes_shown=2, seed=0)
+    score_model(predict, images, labels, CLASSES, settings, "r1", progress=progress)
+    return len(calls)
+
+
+def test_the_pass_bar_is_silent_off_a_terminal_and_counts_every_pass_when_on(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _cheap_score(progress=None) == PASSES == 17  # all, clean subset, 5 x 3 corruptions
+    assert capsys.readouterr().err == ""  # pytest's stderr is no terminal: DVC's logs are quiet
+    _cheap_score(progress=True)
+    assert f"{PASSES}/{PASSES}" in capsys.readouterr().err
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    _cheap_score(progress=None)
+    assert f"{PASSES}/{PASSES}" in terminal.getvalue() and "evaluate" in terminal.getvalue()

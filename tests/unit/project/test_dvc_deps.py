@@ -41,6 +41,11 @@ def _parents(name: str) -> list[str]:
     return [".".join(parts[:end]) for end in range(1, len(parts))]
 
 
+# Code a module runs without importing it: MLflow "models from code" files, which
+# tracking/artifacts.py hands MLflow by path, so every logged model carries them.
+RUN_BY_PATH = {"imgclf.tracking.artifacts": ["imgclf.serving.pyfunc_model"]}
+
+
 def reached_files(module: str) -> set[Path]:
     """Every imgclf source file importing `module` can run, itself included."""
     seen: set[str] = set()
@@ -52,7 +57,14 @@ def reached_files(module: str) -> set[Path]:
         seen.add(name)
         pending.extend(_parents(name))
         pending.extend(imported_modules(module_file(name)))
+        pending.extend(RUN_BY_PATH.get(name, []))
     return {module_file(name) for name in seen}
+
+
+def test_a_file_run_by_path_is_the_one_the_module_names() -> None:
+    from imgclf.tracking import artifacts
+
+    assert artifacts.PYFUNC_MODEL_CODE == module_file(RUN_BY_PATH[artifacts.__name__][0])
 
 
 def covered(path: Path, deps: list[str]) -> bool:

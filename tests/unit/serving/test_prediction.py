@@ -4,6 +4,7 @@ output, exit codes."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import tarfile
 import zipfile
@@ -168,3 +169,64 @@ def test_unusable_model_or_classes_exit_2(project: Path, tmp_path: Path, capsys)
     arguments = ["--model", str(project / "models/model.keras"), "--classes", str(wrong)]
     assert predict.main([str(tmp_path / "one"), *arguments]) == predict.EXIT_BAD_INPUT
     assert "predicts 10 classes but 2 class names" in capsys.readouterr().err
+
+
+def test_format_flag_or_suffix_chooses_csv_json_or_jsonl(
+    project: Path, tmp_path: Path, capsys
+) -> None:
+    images, _ = draw_synthetic(3, seed=4, image_size=SIDE)
+    names = [str(path) for path in export_pngs(images, tmp_path / "three")]
+    arguments = [str(tmp_path / "three"), *model_args(project)]
+    assert predict.main([*arguments, "--format", "jsonl", "--top-k", "4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["path"] for row in rows] == names
+    assert all(len(row["top_k"]) == 4 for row in rows)
+    probabilities = [entry["probability"] for entry in rows[0]["top_k"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert rows[0]["top_k"][0] == {"class": rows[0]["class"], "probability": rows[0]["confidence"]}
+
+    readers = {
+        "jsonl": lambda text: [json.loads(line) for line in text.splitlines()],
+        "json": json.loads,
+        "csv": lambda text: list(csv.DictReader(io.StringIO(text))),
+    }
+    for out, flag, expected in (
+        ("a.jsonl", [], "jsonl"),
+        ("b.JSON", [], "json"),
+        ("c.txt", [], "csv"),
+        ("d.csv", ["--format", "json"], "json"),
+    ):
+        assert predict.main([*arguments, "--out", str(tmp_path / out), *flag]) == 0
+        written = readers[expected]((tmp_path / out).read_text(encoding="utf-8"))
+        assert [row["path"] for row in written] == names, out
+
+
+def test_top_k_above_the_classes_fails_before_the_model_loads(
+    project: Path, tmp_path: Path, capsys
+) -> None:
+    images, _ = draw_synthetic(1, seed=4, image_size=SIDE)
+    export_pngs(images, tmp_path / "one")
+    unloadable = tmp_path / "model.keras"
+    unloadable.write_bytes(b"not a model")  # loading it would fail with another error
+    classes = ["--classes", str(project / "data/prepared/classes.json")]
+    arguments = [str(tmp_path / "one"), "--model", str(unloadable), *classes, "--top-k", "11"]
+    assert predict.main(arguments) == predict.EXIT_BAD_INPUT
+    error = capsys.readouterr().err
+    assert "--top-k 11 asks for more classes than" in error
+    assert "has: 10 (disc, square" in error and "pass --top-k 10 or less" in error
+    arguments = [str(tmp_path / "one"), *model_args(project), "--top-k", "10", "--format", "json"]
+    assert predict.main(arguments) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["top_k"]) == 10
+
+
+def test_default_top_k_lists_every_class_of_a_two_class_model(tmp_path: Path, capsys) -> None:
+    keras.utils.set_random_seed(0)
+    spec = ModelSpec((SIDE, SIDE, 3), 2, [120.0] * 3, [60.0] * 3, width=8)
+    build_model("seed_cnn", spec).save(tmp_path / "two.keras")
+    write_classes(tmp_path / "classes.json", ["cat", "dog"], (SIDE, SIDE, 3))
+    images, _ = draw_synthetic(1, seed=4, image_size=SIDE)
+    export_pngs(images, tmp_path / "one")
+    model = ["--model", str(tmp_path / "two.keras"), "--classes", str(tmp_path / "classes.json")]
+    assert predict.main([str(tmp_path / "one"), *model]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.endswith("top2_class,top2_probability,error") and "top3" not in header

@@ -227,3 +227,22 @@ def test_synthetic_chain_and_a_planted_leak(project: Path, capsys) -> None:
     assert augment.main(augment_argv("data/augmented/again.npz")) == 2
     assert "reports/validation/result.json" in capsys.readouterr().err
     assert not (project / "data" / "augmented" / "again.npz").exists()
+
+
+def test_evaluate_names_a_run_the_store_lacks_before_scoring(
+    project: Path, with_mlflow_store, isolate: pytest.MonkeyPatch, capsys
+) -> None:
+    """The model card reads the training run: a run id the store lacks stops evaluate first."""
+    from imgclf.stages import evaluate
+
+    write_params(project)
+    with_mlflow_store(project)
+    missing = "0" * 32
+    (project / "reports").mkdir()
+    (project / "reports/mlflow_run.json").write_text(json.dumps({"run_id": missing}))
+    assert evaluate.main(STAGE_COMMANDS["imgclf.stages.evaluate"]) == 2
+    stderr = capsys.readouterr().err
+    assert f"reports/mlflow_run.json names run {missing}" in stderr
+    assert "dvc repro -f train" in stderr
+    # Neither the model nor the test split (both absent) was looked for; nothing was written.
+    assert "model.keras" not in stderr and not (project / "reports/metrics").exists()

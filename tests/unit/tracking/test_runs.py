@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imgclf.tracking.runs import start_run
-from imgclf.tracking.store import connect, default_artifact_location, resolve_tracking_uri
+from imgclf.tracking.store import connect, default_artifact_root, resolve_tracking_uri
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +17,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Path):
     from mlflow.tracking._tracking_service import utils
 
     project = tmp_path_factory.mktemp("project")
-    (project / "mlruns").mkdir()
-    shutil.copyfile(mlflow_db_template, project / "mlruns" / "mlflow.db")  # tables made once
+    shutil.copyfile(mlflow_db_template, project / "mlflow.db")  # tables made once
     uri = resolve_tracking_uri({}, project)
     with pytest.MonkeyPatch.context() as patch:
         # mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI into os.environ: undo it after.
@@ -31,7 +30,7 @@ def finished_run(store, name: str, body) -> tuple:
     import mlflow
 
     uri, project = store
-    experiment_id = connect(uri, name, default_artifact_location({}, project))
+    experiment_id = connect(uri, name, default_artifact_root({}, project))
     params = {"reg.l2": 0.0005, "data.path": None, "train.epochs": 3}
     captured = {}
     try:

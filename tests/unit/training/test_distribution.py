@@ -151,7 +151,7 @@ def test_multi_worker_without_tf_config_stops_the_stage_first(
     )
     argv = ["--train", "a/train.npz", "--val", "a/val.npz", "--classes", "a/c.json"]
     argv += ["--validation", "r.json", "--source-info", "s.json", "--model", "m.keras"]
-    argv += ["--metrics", "t.json", "--history", "h.csv", "--run-info", "run.json"]
+    argv += ["--metrics", "t.json", "--live", "live", "--run-info", "run.json"]
     handler = signal.getsignal(signal.SIGTERM)
     try:
         assert train.main(argv) == 2

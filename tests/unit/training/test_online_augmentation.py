@@ -198,7 +198,7 @@ def test_progressive_resizing_shrinks_the_first_epochs_batches_only() -> None:
     small, same_labels = told(images, labels)
     assert small.shape == (4, 6, 6, 3)
     np.testing.assert_array_equal(same_labels, labels)
-    # The side history.csv records for each epoch: the batches' own.
+    # The side DVCLive and the MLflow run record for each epoch: the batches' own.
     assert [online.image_side(epoch, 8) for epoch in range(3)] == [6, 6, 8]
     assert OnlineAugmentation(small_side=6, small_epochs=0).image_side(0, 8) == 8
 

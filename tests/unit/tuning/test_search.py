@@ -219,7 +219,7 @@ def test_a_failed_trial_is_recorded_and_the_study_goes_on(
     assert "tune: trial 1 failed (dvc exp run exited" in out
     assert "no trial of study 'broken' finished" in err
     assert _stored_states(outside_dvc, "broken") == [optuna.trial.TrialState.FAIL] * 2
-    mlflow.set_tracking_uri(f"sqlite:///{outside_dvc / 'mlruns' / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{outside_dvc / 'mlflow.db'}")
     (parent,) = mlflow.search_runs(experiment_names=["imgclf"], output_format="list")
     assert parent.info.run_name == "tune-broken"
     assert parent.info.status == "FAILED"
@@ -249,7 +249,7 @@ def test_bad_options_and_an_empty_space_stop_before_any_trial(outside_dvc: Path,
     (outside_dvc / "params.yaml").write_text("tune: {space: {}}\n", encoding="utf-8")
     assert tune_stage.main([]) == 2
     assert "tune.space in params.yaml is empty" in capsys.readouterr().err
-    assert not (outside_dvc / "mlruns").exists()
+    assert not (outside_dvc / "mlruns").exists() and not (outside_dvc / "mlflow.db").exists()
 
 
 def test_workers_and_storage_are_checked_before_any_trial(outside_dvc: Path, capsys) -> None:
@@ -265,7 +265,8 @@ def test_workers_and_storage_are_checked_before_any_trial(outside_dvc: Path, cap
     assert tune_stage.main(["--storage", url, "--study", "far"]) == 2
     err = capsys.readouterr().err
     assert "cannot open the study storage postgresql://tuner:***@127.0.0.1" in err
-    assert not (outside_dvc / "mlruns").exists()  # no MLflow run, no trial
+    assert not (outside_dvc / "mlflow.db").exists()  # no MLflow run
+    assert not (outside_dvc / "mlruns").exists()  # no trial, no artifact
 
 
 def _finished_study(folder: Path, name: str, accuracies: list[float]) -> None:
@@ -318,7 +319,7 @@ def test_a_study_that_holds_its_budget_runs_nothing_and_keeps_one_mlflow_run(
         out = capsys.readouterr().out
         assert "the study holds its 3 trials; stopping" in out
         assert "2 of 3 trials finished, 1 pruned; 0 ran here, 3 on other workers" in out
-    mlflow.set_tracking_uri(f"sqlite:///{outside_dvc / 'mlruns' / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{outside_dvc / 'mlflow.db'}")
     (parent,) = mlflow.search_runs(experiment_names=["imgclf"], output_format="list")
     assert parent.info.run_name == "tune-full" and parent.data.tags["tune.best_trial"] == "1"
     client = mlflow.MlflowClient()
