@@ -64,7 +64,7 @@ def reached_files(module: str) -> set[Path]:
 def test_a_file_run_by_path_is_the_one_the_module_names() -> None:
     from imgclf.tracking import artifacts
 
-    assert artifacts.PYFUNC_MODEL_CODE == module_file(RUN_BY_PATH[artifacts.__name__][0])
+    assert module_file(RUN_BY_PATH[artifacts.__name__][0]) == artifacts.PYFUNC_MODEL_CODE
 
 
 def covered(path: Path, deps: list[str]) -> bool:
