@@ -37,13 +37,16 @@ PARAMS = {
     **TINY_PARAMS,
     "mlflow": {"log_model": False},
     "tune": {
+        # Every trial here trains and has its own MLflow run: a warm start's first trial would
+        # be the baseline's own params, which DVC restores from its run cache instead.
+        "warm_start": False,
         "space": {
             "optimizer.name": {"choices": ["adam", "adamw", "sgd"]},
             "optimizer.lr": {"low": 3.0e-4, "high": 1.0e-2, "log": True},
             "reg.l2": {"low": 0.0, "high": 1.0e-3},
             "loss.name": {"choices": ["categorical_crossentropy", "focal"]},
             "loss.label_smoothing": {"low": 0.0, "high": 0.2},
-        }
+        },
     },
 }
 GRID = {

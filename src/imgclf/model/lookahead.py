@@ -45,6 +45,7 @@ class Lookahead(keras.callbacks.Callback):
         self._variables: list = []
         self._averages: list[np.ndarray] = []
         self._step = 0
+        self._epoch_start = 0  # the steps trained before this epoch
         self._updated_at = 0  # the step of the last update (0: none yet)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -56,11 +57,21 @@ class Lookahead(keras.callbacks.Callback):
         self._averages = [keras.ops.convert_to_numpy(v).copy() for v in self._variables]
         # Counted here rather than read from the optimizer, which would sync every step.
         self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._epoch_start = self._step
         self._updated_at = 0
 
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = self._step
+
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._step += 1
-        if self._step % self.every == 0:
+        # With train.steps_per_execution > 1 Keras calls this once per call of its train
+        # function, `batch` being the call's last step (past the epoch's end for a short last
+        # call): count steps from it, and average at the first call that reaches a multiple of k.
+        steps = (self.params or {}).get("steps") or batch + 1
+        step = self._epoch_start + min(batch + 1, steps)
+        reached = step // self.every > self._step // self.every
+        self._step = step
+        if reached:
             self._update()
 
     def on_train_end(self, logs: dict | None = None) -> None:

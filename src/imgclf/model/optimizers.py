@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import ops
 
+from imgclf.model.muon import build_muon
 from imgclf.params import OptimizerParams, step_epochs_used, warmup_epochs_used
 
 
@@ -231,6 +232,20 @@ def _lion(params: OptimizerParams, rate) -> keras.optimizers.Optimizer:
     return keras.optimizers.Lion(learning_rate=rate, **_common(params))
 
 
+def _muon(params: OptimizerParams, rate) -> keras.optimizers.Optimizer:
+    # The speed record's split: Muon for conv filters, Nesterov SGD (optimizer.lr) for the rest.
+    return build_muon(
+        rate,
+        muon_lr_ratio=params.muon_lr_ratio,
+        muon_momentum=params.muon_momentum,
+        sgd_momentum=params.momentum,
+        nesterov=params.nesterov,
+        weight_decay=params.weight_decay,
+        shift_multiplier=params.batchnorm_lr_multiplier,
+        global_clipnorm=params.clip_norm,
+    )
+
+
 OPTIMIZERS: dict[str, Callable[[OptimizerParams, object], keras.optimizers.Optimizer]] = {
     "sgd": _sgd,
     "adam": _adam,
@@ -238,6 +253,7 @@ OPTIMIZERS: dict[str, Callable[[OptimizerParams, object], keras.optimizers.Optim
     "rmsprop": _rmsprop,
     "nadam": _nadam,
     "lion": _lion,
+    "muon": _muon,
 }
 
 

@@ -17,7 +17,7 @@ LOSS_NAMES = (
     "symmetric_crossentropy",
     "squared_hinge",
 )
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "nadam", "lion")
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "nadam", "lion", "muon")
 SCHEDULE_NAMES = ("constant", "cosine", "exponential", "step", "one_cycle", "linear")
 # Losses whose targets are margins or the labels' logarithm, where smoothing the labels would
 # change what the loss means rather than soften it.

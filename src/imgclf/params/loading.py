@@ -125,6 +125,11 @@ def flatten_params(params: Params) -> dict[str, Any]:
     return flat
 
 
+# Optimizers with an SGD momentum step (muon's for everything but conv kernels), which read
+# optimizer.nesterov and optimizer.batchnorm_lr_multiplier.
+SGD_LIKE = ("sgd", "muon")
+
+
 def lever_warnings(params: Params) -> dict[str, str]:
     """Settings that are allowed but probably unintended: MLflow tag name -> message."""
     warnings: dict[str, str] = {}
@@ -135,16 +140,17 @@ def lever_warnings(params: Params) -> dict[str, str]:
             "optimizers the L2 penalty is rescaled per weight while the decoupled decay is not, "
             "so the two interact: usually keep one and set the other to 0"
         )
-    if params.optimizer.nesterov and params.optimizer.name != "sgd":
+    if params.optimizer.nesterov and params.optimizer.name not in SGD_LIKE:
         warnings["warning.nesterov_ignored"] = (
             f"optimizer.nesterov is true but optimizer.name is {params.optimizer.name!r}: only "
-            "sgd reads it, so it has no effect here (nadam is Adam with Nesterov momentum)"
+            "sgd and muon read it, so it has no effect here (nadam is Adam with Nesterov momentum)"
         )
-    if params.optimizer.batchnorm_lr_multiplier != 1.0 and params.optimizer.name != "sgd":
+    if params.optimizer.batchnorm_lr_multiplier != 1.0 and params.optimizer.name not in SGD_LIKE:
         warnings["warning.batchnorm_lr_multiplier_ignored"] = (
             f"optimizer.batchnorm_lr_multiplier ({params.optimizer.batchnorm_lr_multiplier:g}) "
-            f"applies to sgd only, not {params.optimizer.name!r} (an adaptive optimizer rescales "
-            "each gradient itself): it has no effect here; set it to 1 to silence this note"
+            f"applies to sgd and muon only, not {params.optimizer.name!r} (an adaptive optimizer "
+            "rescales each gradient itself): it has no effect here; set it to 1 to silence this "
+            "note"
         )
     augment = params.augment
     if (

@@ -97,8 +97,19 @@ class RegParams(Section):
 class OptimizerParams(Section):
     name: Literal[OPTIMIZER_NAMES] = Field("sgd", description="Optimizer name.")  # type: ignore[valid-type]
     lr: float = Field(0.375, gt=0, le=10, description="Peak learning rate.")
-    momentum: float = Field(0.85, ge=0, lt=1, description="sgd/rmsprop momentum.")
-    nesterov: bool = Field(True, description="sgd: Nesterov momentum.")
+    momentum: float = Field(
+        0.85, ge=0, lt=1, description="sgd/rmsprop momentum; muon: of its SGD part."
+    )
+    nesterov: bool = Field(True, description="sgd and muon: Nesterov momentum.")
+    muon_lr_ratio: float = Field(
+        0.64,
+        gt=0,
+        le=100,
+        description="muon: rate of the orthogonalised conv-kernel steps, as a multiple of lr.",
+    )
+    muon_momentum: float = Field(
+        0.6, ge=0, lt=1, description="muon: momentum of the orthogonalised conv-kernel steps."
+    )
     weight_decay: float = Field(0.0, ge=0, le=1, description="Decoupled weight decay.")
     schedule: Literal[SCHEDULE_NAMES] = Field(  # type: ignore[valid-type]
         "linear", description="Learning-rate schedule."
@@ -123,7 +134,7 @@ class OptimizerParams(Section):
         0.07, ge=0, le=1, description="linear: the rate falls linearly to this share of lr."
     )
     batchnorm_lr_multiplier: float = Field(
-        64.0, gt=0, le=1000, description="Learning-rate factor for BatchNorm shifts (sgd only)."
+        64.0, gt=0, le=1000, description="Learning-rate factor for BatchNorm shifts (sgd, muon)."
     )
     lookahead_every: int = Field(
         5,
@@ -171,6 +182,12 @@ class TrainParams(Section):
     lr_scaling: Literal["linear", "sqrt", "none"] = Field(
         "linear",
         description="How optimizer.lr grows with the replica count (batch_size is per replica).",
+    )
+    steps_per_execution: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Train steps per call of Keras' train function (callbacks once per call).",
     )
 
     @field_validator("mixed_precision", "jit_compile", mode="before")

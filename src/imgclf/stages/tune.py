@@ -54,7 +54,7 @@ def _tune(args: argparse.Namespace, params: Params) -> int:
     )
     if not settings.space:
         raise ImgclfError("tune.space in params.yaml is empty: give it at least one key")
-    from imgclf.tuning import pruning, search, session
+    from imgclf.tuning import pruning, search, session, warm_start
 
     study_name = args.study or time.strftime("%Y%m%d-%H%M%S")
     if not search.STUDY_NAME.fullmatch(study_name):
@@ -64,8 +64,9 @@ def _tune(args: argparse.Namespace, params: Params) -> int:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     storage = pruning.open_storage(url)  # an unreachable database fails here, before any trial
     store = open_store(os.environ, Path.cwd(), params.mlflow.experiment_name)
+    recipe = warm_start.recipe_values(params, settings)
     line = session.run_study(
-        study_name, (storage, url), settings, store, args.metrics, os.environ, args.workers
+        study_name, (storage, url), settings, store, args.metrics, os.environ, args.workers, recipe
     )
     print(line)
     return 0

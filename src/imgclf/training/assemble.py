@@ -235,5 +235,6 @@ def _build(params: Params, plan, accelerator, train_images, num_classes: int, di
             loss=build_loss(params.loss, weights),
             optimizer=build_optimizer(plan.optimizer, plan.steps_per_epoch, plan.epochs),
             jit_compile=accelerator.jit_compile,
+            steps_per_execution=params.train.steps_per_execution,
         )
     return model, setup_seconds

@@ -168,9 +168,20 @@ def compile_model(
     loss: keras.losses.Loss,
     optimizer: keras.optimizers.Optimizer,
     jit_compile: bool | str = "auto",
+    steps_per_execution: int = 1,
 ) -> None:
+    """Compile with the recipe's metrics. steps_per_execution (train.steps_per_execution):
+    Keras runs that many train steps per call of its train function and calls the per-batch
+    callbacks once per call; under JAX a Python loop over the jitted step, under TensorFlow
+    one graph."""
     metrics = ["accuracy", *data_loss_metrics(loss)]  # data_loss: the loss without penalties
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics,
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
 
 
 def fit_model(

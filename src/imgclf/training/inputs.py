@@ -30,15 +30,30 @@ def make_dataset(
     With `online`, every batch is augmented afresh (crop+flip, colour jitter, cutout, MixUp or
     CutMix, whichever are on; mixing makes the labels soft), and downscaled in the epochs of
     progressive resizing, which read the epoch from `current_epoch` (CurrentEpochCallback sets
-    it). tf.data under the TensorFlow backend; a NumPy-fed PyDataset elsewhere (JAX), so the
-    training core runs on machines that have no TensorFlow at all.
+    it). tf.data under the TensorFlow backend. Under JAX, DeviceBatches (device_inputs.py)
+    makes the batches on the device, unless the augmentation needs what only the NumPy-fed
+    ArrayBatches does (MixUp, CutMix, progressive resizing) or the split would fill the
+    device; neither needs TensorFlow.
     """
+    if online is not None and online.alternating_flip:
+        images = mirror_half(images, shuffle_seed)
+    if keras.backend.backend() == "jax":
+        from imgclf.training import device_inputs
+
+        if device_inputs.device_ready(online, images.nbytes):
+            return device_inputs.DeviceBatches(
+                images,
+                labels,
+                num_classes,
+                batch_size,
+                shuffle_seed=shuffle_seed,
+                online=online,
+                current_epoch=current_epoch,
+            )
     steps_per_epoch = -(-len(images) // batch_size)
     transform = (
         online.batch_transform(shuffle_seed, steps_per_epoch, current_epoch) if online else None
     )
-    if online is not None and online.alternating_flip:
-        images = mirror_half(images, shuffle_seed)
     if keras.backend.backend() == "tensorflow":
         # Progressive resizing changes the side between epochs: leave it open in the graph.
         shape = images.shape[1:]

@@ -47,6 +47,7 @@ class StudyRun:
     workers: int = 1
     deadline: float = float("inf")
     progress: tqdm | None = None  # the study's bar: trials done of tune.trials
+    base: Mapping[str, Any] = field(default_factory=dict)  # tuned keys' values at creation
     ran_here: list[int] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopped: bool = False
@@ -87,6 +88,9 @@ class StudyRun:
             pruner=self.study.pruner,
         )
         study_id = storage.get_study_id_from_name(self.study_name)
+        # Fill the new study's storage cache, which Optuna writes a trial's values through:
+        # an enqueued trial's values are set without the sampler reading the study first.
+        study.get_trials(deepcopy=False)
         return optuna.trial.Trial(
             study, storage.get_trial_id_from_study_id_trial_number(study_id, number)
         )
@@ -165,7 +169,8 @@ def trial_command(values: Mapping[str, Any], name: str, temporary: bool) -> list
 def run_trial(session: StudyRun, trial: Any) -> None:
     """One experiment: run dvc with the trial's values, tag its run, tell Optuna how it went."""
     settings, states = session.settings, _states()
-    values = search.suggest_params(trial, settings.space)
+    drawn = search.suggest_params(trial, settings.space)
+    values = search.with_other_options_reset(drawn, settings.space, session.base)
     trial.set_user_attr("values", values)  # what ran: floats are rounded after Optuna draws
     name = search.experiment_name(session.study_name, trial.number)
     say(f"tune: trial {trial.number} ({name}): {search.reproduce_command(values)}")

@@ -23,6 +23,9 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
 # Floats are cut to 4 significant digits before a trial runs, so the printed line is short
 # and still exactly what the trial ran.
 SIGNIFICANT_DIGITS = 4
+# Between a key and the option it belongs to in Optuna's parameter names (optimizer.lr|adamw):
+# neither params keys nor -S values hold it.
+OPTION_SEPARATOR = "|"
 
 
 class TuneError(ImgclfError, RuntimeError):
@@ -93,27 +96,65 @@ def study_params(settings: TuneParams) -> dict[str, Any]:
         "tune.pruner_warmup_epochs": settings.pruner_warmup_epochs,
         "tune.pruner_startup_trials": settings.pruner_startup_trials,
         "tune.pruner_reduction_factor": settings.pruner_reduction_factor,
+        "tune.warm_start": settings.warm_start,
         "tune.space": json.dumps(space),
     }
 
 
 def suggest_params(trial: Any, space: Mapping[str, TuneDimension]) -> dict[str, Any]:
-    """Draw one value per key of the search space from an Optuna trial."""
+    """Draw one value per key of the search space from an Optuna trial, define-by-run: a key
+    with options first, then only the chosen option's own keys."""
     values: dict[str, Any] = {}
     for key, dimension in space.items():
-        if dimension.choices is not None:
-            values[key] = trial.suggest_categorical(key, list(dimension.choices))
-        elif TuneParams.is_integer(key):
-            step = int(dimension.step or 1)
-            values[key] = trial.suggest_int(
-                key, int(dimension.low), int(dimension.high), step=step, log=dimension.log
-            )
-        else:
-            drawn = trial.suggest_float(
-                key, dimension.low, dimension.high, step=dimension.step, log=dimension.log
-            )
-            values[key] = drawn if dimension.step else round_significant(drawn)
+        values[key] = _suggest(trial, key, key, dimension)
+        for inner_key, inner in dimension.option_space(values[key]).items():
+            name = parameter_name(inner_key, values[key])
+            values[inner_key] = _suggest(trial, name, inner_key, inner)
     return values
+
+
+def with_other_options_reset(
+    values: Mapping[str, Any], space: Mapping[str, TuneDimension], base: Mapping[str, Any]
+) -> dict[str, Any]:
+    """values plus each key of the options not chosen at its value in base (params.yaml when
+    the study was created): what the trial runs and records.
+
+    A trial in the workspace starts from the last trial's params.yaml, where such a key may
+    hold another option's draw (an adamw trial's optimizer.weight_decay would decay the next
+    sgd trial, and its line would not say so).
+    """
+    resets = {
+        key: base[key]
+        for dimension in space.values()
+        for option_space in dimension.option_spaces().values()
+        for key in option_space
+        if key not in values and key in base
+    }
+    return {**values, **resets}
+
+
+def parameter_name(key: str, option: Any) -> str:
+    """Optuna's name for a key tuned inside an option: optimizer.lr|adamw.
+
+    Optuna holds one distribution per name for the whole study, and each option has its own
+    range for the key; the trial's overrides and its MLflow run use the key itself.
+    """
+    return f"{key}{OPTION_SEPARATOR}{option}"
+
+
+def _suggest(trial: Any, name: str, key: str, dimension: TuneDimension) -> Any:
+    """One value of dimension, drawn as Optuna parameter `name`; `key` decides its type."""
+    if dimension.low is None:
+        return trial.suggest_categorical(name, list(dimension.values()))
+    if TuneParams.is_integer(key):
+        step = int(dimension.step or 1)
+        return trial.suggest_int(
+            name, int(dimension.low), int(dimension.high), step=step, log=dimension.log
+        )
+    drawn = trial.suggest_float(
+        name, dimension.low, dimension.high, step=dimension.step, log=dimension.log
+    )
+    return drawn if dimension.step else round_significant(drawn)
 
 
 def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:

@@ -11,12 +11,15 @@ from typing import Any
 
 from imgclf.params import TuneParams
 from imgclf.tracking.store import Store
-from imgclf.tuning import report, search
+from imgclf.tuning import report, search, warm_start
 
 # The study remembers its MLflow run, so every session and machine nests trials under one run.
 RUN_ATTRIBUTE = "mlflow_run_id"
 # How long a worker that joins a study another worker is creating waits for the study's run.
 JOIN_WAIT_SECONDS = 30.0
+# params.yaml's values of the tuned keys when the study was created: what a trial sets the keys
+# of the options it did not choose back to, in every session and on every machine.
+BASE_ATTRIBUTE = "base_values"
 
 
 def _existing_run_id(study: Any, created: bool) -> str | None:
@@ -26,8 +29,10 @@ def _existing_run_id(study: Any, created: bool) -> str | None:
     deadline = time.monotonic() + JOIN_WAIT_SECONDS
     while True:
         run_id = study.user_attrs.get(RUN_ATTRIBUTE)
-        # A study with trials but no run predates shared runs: it gets one now.
-        if run_id is not None or study.trials or time.monotonic() > deadline:
+        # A study with trials but no run predates shared runs: it gets one now. Trials still
+        # WAITING are the creator's enqueued first trials: it is creating the run.
+        started = any(trial.state.name != "WAITING" for trial in study.trials)
+        if run_id is not None or started or time.monotonic() > deadline:
             return run_id
         time.sleep(0.5)  # the worker that created the study is creating its run
 
@@ -108,6 +113,16 @@ def finish(session: Any) -> str:
     return line
 
 
+def _enqueue_first_trials(study: Any, settings: TuneParams, recipe: Mapping[str, Any]) -> None:
+    trials, notes = warm_start.first_trials(settings.space, recipe)
+    for note in notes:
+        print(f"tune: warm start: {note}")
+    enqueued = warm_start.enqueue(study, trials, settings.trials)
+    if enqueued:
+        labels = "; ".join(trial.label for trial in enqueued)
+        print(f"tune: the first {len(enqueued)} trial(s) are enqueued, not sampled: {labels}")
+
+
 def run_study(
     study_name: str,
     storage: tuple[Any, str],
@@ -116,23 +131,30 @@ def run_study(
     metrics_path: Path,
     environ: Mapping[str, str],
     workers: int,
+    recipe: Mapping[str, Any],
 ) -> str:
     """Join (or create) the study and run this session's trials under the study's MLflow run.
 
-    storage is (the open Optuna storage, its URL). Returns the line that reproduces the best
-    trial.
+    storage is (the open Optuna storage, its URL); recipe is params.yaml's value of each tuned
+    key, which a study this call creates runs first (tune.warm_start). Returns the line that
+    reproduces the best trial.
     """
     from imgclf.tuning import pruning, runner
 
     optuna_storage, storage_url = storage
     pruner = pruning.build_pruner(search.pruner_settings(settings))
     study, created = search.join_study(study_name, optuna_storage, settings.seed, pruner)
+    if created:  # only its creator: a joined study has them already
+        study.set_user_attr(BASE_ATTRIBUTE, dict(recipe))
+        if settings.warm_start:
+            _enqueue_first_trials(study, settings, recipe)
     with study_run(study, created, store.experiment_id, settings) as ids:
         session = runner.StudyRun(
             study, optuna_storage, settings, study_name, storage_url, store.project_root,
             metrics_path, dict(environ), ids,
         )  # fmt: skip
         session.workers = workers
+        session.base = study.user_attrs.get(BASE_ATTRIBUTE, recipe)  # older studies: this one's
         session.deadline = time.monotonic() + settings.timeout_minutes * 60
         with runner.study_bar(settings.trials) as bar:
             session.progress = bar

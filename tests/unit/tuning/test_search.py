@@ -52,8 +52,14 @@ def test_space_errors_name_the_key(space: dict, message: str) -> None:
 def test_the_shipped_params_yaml_holds_a_valid_search_space() -> None:
     settings = load_params(REPO_ROOT / "params.yaml").tune
     assert settings.metric == "best_val_accuracy"  # a val metric: the test split steers nothing
-    assert {"optimizer.lr", "optimizer.momentum", "reg.l2"} <= settings.space.keys()
+    assert {"optimizer.lr", "optimizer.momentum", "reg.l2"} <= set(settings.space_keys())
     assert settings.trials >= 1 and settings.timeout_minutes > 0
+    # Each optimizer brings its own learning-rate range: SGD's and AdamW's are 100x apart.
+    options = settings.space["optimizer.name"].option_spaces()
+    assert {"sgd", "adamw"} <= options.keys()
+    sgd, adamw = options["sgd"]["optimizer.lr"], options["adamw"]["optimizer.lr"]
+    assert sgd.log and adamw.log and adamw.high <= sgd.low / 10
+    assert "optimizer.momentum" not in options["adamw"]
 
 
 def test_the_shipped_search_space_holds_the_shipped_recipe() -> None:
@@ -63,10 +69,14 @@ def test_the_shipped_search_space_holds_the_shipped_recipe() -> None:
     for key, dimension in params.tune.space.items():
         section, name = key.split(".")
         value = getattr(getattr(params, section), name)
-        if dimension.choices is not None:
-            assert value in dimension.choices, key
+        if dimension.low is None:
+            assert value in dimension.values(), key
         else:
             assert dimension.low <= value <= dimension.high, key
+        # The keys of the recipe's own option (sgd's lr and momentum) hold its values too.
+        for inner_key, inner in dimension.option_space(value).items():
+            section, name = inner_key.split(".")
+            assert inner.contains(getattr(getattr(params, section), name)), inner_key
 
 
 def test_tune_metric_must_be_a_val_metric() -> None:
@@ -107,6 +117,73 @@ def test_same_seed_same_proposals() -> None:
 
     assert proposals(7) == proposals(7)
     assert proposals(7) != proposals(8)
+
+
+# Each optimizer with its own keys; adam has none of its own (it keeps params.yaml's lr).
+CONDITIONAL = {
+    "optimizer.name": {
+        "options": {
+            "sgd": {
+                "optimizer.lr": {"low": 0.1, "high": 0.75, "log": True},
+                "optimizer.momentum": {"low": 0.7, "high": 0.95},
+            },
+            "adamw": {
+                "optimizer.lr": {"low": 3e-4, "high": 1e-2, "log": True},
+                "optimizer.weight_decay": {"low": 0.0, "high": 0.1},
+            },
+            "adam": None,
+        }
+    },
+    "reg.l2": {"low": 1e-4, "high": 2e-3, "log": True},
+}
+OWN_KEYS = {
+    "sgd": {"optimizer.lr", "optimizer.momentum"},
+    "adamw": {"optimizer.lr", "optimizer.weight_decay"},
+    "adam": set(),
+}
+
+
+def test_an_options_own_keys_are_drawn_only_when_it_is_chosen() -> None:
+    space = _space(CONDITIONAL).space
+    # Past its 5 startup trials TPE samples from the study's history, option by option.
+    sampler = optuna.samplers.TPESampler(seed=1, n_startup_trials=5)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for _ in range(30):
+        trial = study.ask()
+        values = search.suggest_params(trial, space)
+        option = values["optimizer.name"]
+        # The trial's -S overrides (and so its run) hold the chosen option's keys, no other.
+        assert set(values) == {"optimizer.name", "reg.l2"} | OWN_KEYS[option]
+        assert set(trial.params) == {"optimizer.name", "reg.l2"} | {
+            search.parameter_name(key, option) for key in OWN_KEYS[option]
+        }
+        assert "|" not in search.reproduce_command(values)
+        if "optimizer.lr" in values:
+            low, high = {"sgd": (0.1, 0.75), "adamw": (3e-4, 1e-2)}[option]
+            assert low <= values["optimizer.lr"] <= high
+        study.tell(trial, 1.0 if option == "adamw" else values["reg.l2"])
+    chosen = [trial.params["optimizer.name"] for trial in study.trials]
+    assert set(chosen) == {"sgd", "adamw", "adam"}
+    # TPE learnt that adamw scores best: it proposes it for most trials after the startup.
+    assert chosen[5:].count("adamw") > len(chosen[5:]) / 2
+    lows = {
+        name: distribution.low
+        for trial in study.trials
+        for name, distribution in trial.distributions.items()
+        if name.startswith("optimizer.lr|")
+    }
+    assert lows == {"optimizer.lr|sgd": 0.1, "optimizer.lr|adamw": 3e-4}
+
+
+def test_a_trial_sets_the_other_options_keys_back_to_the_study_s_base() -> None:
+    # In the workspace a trial starts from the last one's params.yaml: an adamw trial's weight
+    # decay must not carry over into the next sgd trial.
+    space = _space(CONDITIONAL).space
+    drawn = {"optimizer.name": "sgd", "optimizer.lr": 0.3, "optimizer.momentum": 0.9}
+    base = {"optimizer.lr": 0.375, "optimizer.momentum": 0.85, "optimizer.weight_decay": 0.0}
+    ran = search.with_other_options_reset({**drawn, "reg.l2": 1e-3}, space, base)
+    assert ran == {**drawn, "reg.l2": 1e-3, "optimizer.weight_decay": 0.0}
+    assert search.with_other_options_reset(drawn, _space(SPACE).space, base) == drawn
 
 
 @pytest.mark.parametrize(
@@ -249,6 +326,16 @@ def test_bad_options_and_an_empty_space_stop_before_any_trial(outside_dvc: Path,
     (outside_dvc / "params.yaml").write_text("tune: {space: {}}\n", encoding="utf-8")
     assert tune_stage.main([]) == 2
     assert "tune.space in params.yaml is empty" in capsys.readouterr().err
+    assert not (outside_dvc / "mlruns").exists() and not (outside_dvc / "mlflow.db").exists()
+
+
+def test_a_bad_option_stops_before_any_trial_naming_its_key(outside_dvc: Path, capsys) -> None:
+    space = {"optimizer.name": {"options": {"adamw": {"optimizer.lr": {"low": 1e-4, "high": 20}}}}}
+    params = {"tune": {"space": space}}
+    (outside_dvc / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    assert tune_stage.main(["--study", "bad"]) == 2
+    err = capsys.readouterr().err
+    assert "key 'optimizer.lr' in option 'adamw' of optimizer.name: 20 is not allowed" in err
     assert not (outside_dvc / "mlruns").exists() and not (outside_dvc / "mlflow.db").exists()
 
 
