@@ -165,15 +165,20 @@ CUTOUT_FILL = 128  # mid-grey: close to the mean pixel the models subtract
 def jitter_colors(images: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Per image: brightness, contrast and (colour images) saturation each scaled by a factor
     drawn from [1 - strength, 1 + strength], in that order."""
-    count, channels = len(images), images.shape[-1]
-    factors = rng.uniform(1.0 - strength, 1.0 + strength, size=(3, count, 1, 1, 1))
-    pixels = images.astype(np.float32) * factors[0]
+    factors = rng.uniform(1.0 - strength, 1.0 + strength, size=(3, len(images), 1, 1, 1))
+    return to_uint8(scale_colors(images.astype(np.float32), factors))
+
+
+def scale_colors(pixels, factors):
+    """Float pixels [N, H, W, C] with brightness, contrast and (C = 3) saturation scaled by
+    factors [3, N, 1, 1, 1], in that order: plain arithmetic, for NumPy and JAX arrays alike."""
+    pixels = pixels * factors[0]
     mean = pixels.mean(axis=(1, 2, 3), keepdims=True)
     pixels = (pixels - mean) * factors[1] + mean
-    if channels == 3:
+    if pixels.shape[-1] == 3:
         gray = pixels.mean(axis=3, keepdims=True)
         pixels = (pixels - gray) * factors[2] + gray
-    return to_uint8(pixels)
+    return pixels
 
 
 def box_mask(

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from imgclf.augmentation import CUTOUT_FILL
+from imgclf.augmentation import CUTOUT_FILL, scale_colors
 
 if TYPE_CHECKING:
     from imgclf.training.online_augmentation import CurrentEpoch, OnlineAugmentation
@@ -64,16 +64,10 @@ def crop_flip(images: jax.Array, key: jax.Array, pad: int, flip: bool) -> jax.Ar
 def jitter_colors(images: jax.Array, key: jax.Array, strength: float) -> jax.Array:
     """Brightness, contrast and (colour images) saturation, each scaled by a factor from
     [1 - strength, 1 + strength] per image, as augmentation.jitter_colors."""
-    count, channels = images.shape[0], images.shape[-1]
     factors = jax.random.uniform(
-        key, (3, count, 1, 1, 1), minval=1.0 - strength, maxval=1.0 + strength
+        key, (3, images.shape[0], 1, 1, 1), minval=1.0 - strength, maxval=1.0 + strength
     )
-    pixels = images.astype(jnp.float32) * factors[0]
-    mean = pixels.mean(axis=(1, 2, 3), keepdims=True)
-    pixels = (pixels - mean) * factors[1] + mean
-    if channels == 3:
-        gray = pixels.mean(axis=3, keepdims=True)
-        pixels = (pixels - gray) * factors[2] + gray
+    pixels = scale_colors(images.astype(jnp.float32), factors)
     return jnp.clip(jnp.rint(pixels), 0, 255).astype(jnp.uint8)
 
 
