@@ -4,7 +4,9 @@ PostgreSQL study, on the tiny synthetic pipeline with the real dvc, MLflow and O
 The search space pits a learning rate that learns against one that cannot (1e-7), so a
 median pruner has something to stop after the first epoch. Each test uses its own sampler
 seed, far from the others: trial k draws with tune.seed + k, and a trial with the same params
-as an earlier one would be restored from DVC's run cache (no training, no MLflow run).
+as an earlier one would be restored from DVC's run cache (no training, no MLflow run). For the
+same reason warm start is off but where a test sets params.yaml to values no trial ran: its
+first trial would be params.yaml's values, which the last trial run in the workspace left.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ PARAMS = {
     "train": {**TINY_PARAMS["train"], "epochs": EPOCHS},
     "mlflow": {"log_model": False},
     "tune": {
+        "warm_start": False,
         "pruner": "median",
         "pruner_startup_trials": 1,
         "space": {
@@ -51,10 +54,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _set_seed(project: Path, seed: int) -> None:
+def _set_seed(project: Path, seed: int, warm_start_l2: float | None = None) -> None:
+    """tune.seed; with warm_start_l2, warm start on and params.yaml's reg.l2 at that value."""
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
     params["tune"]["seed"] = seed
+    if warm_start_l2 is not None:
+        params["tune"]["warm_start"] = True
+        params["reg"]["l2"] = warm_start_l2
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
@@ -138,8 +145,11 @@ def postgres() -> Iterator[str]:
 def test_two_processes_share_one_postgres_study(
     project: Path, postgres: str, tmp_path: Path
 ) -> None:
-    """Two checkouts (two machines) and one MLflow store; the study lives in PostgreSQL."""
-    _set_seed(project, 20)
+    """Two checkouts (two machines) and one MLflow store; the study lives in PostgreSQL.
+
+    Warm start is on: the process that creates the study enqueues params.yaml's values as
+    trial 0, and the other waits for the study's MLflow run meanwhile."""
+    _set_seed(project, 20, warm_start_l2=1.234e-05)  # in the space; no trial draws it
     clones = [tmp_path / "a", tmp_path / "b"]
     for clone in clones:
         shutil.copytree(project, clone, symlinks=True)
@@ -156,6 +166,9 @@ def test_two_processes_share_one_postgres_study(
     trials = _study(project, "team", postgres).trials
     ran = [t for t in trials if "skipped" not in t.user_attrs]
     assert sorted(t.number for t in ran) == [0, 1, 2]  # unique numbers, the budget in total
+    first = next(t for t in trials if t.number == 0)
+    assert first.user_attrs["values"] == {"optimizer.lr": 0.002, "reg.l2": 1.234e-05}
+    assert first.user_attrs["warm_start"] == "the recipe (params.yaml)"
     assert all(t.state.name == "FAIL" for t in trials if t not in ran)
     counts = [int(re.search(r"(\d+) ran here, (\d+) on other", out).group(1)) for out in outputs]
     assert sum(counts) == 3 and min(counts) >= 1, outputs
@@ -163,7 +176,9 @@ def test_two_processes_share_one_postgres_study(
         assert re.search(r"[1-9]\d* on other workers", out), out
     runs = _trial_runs(MlflowClient(store), "team")
     finished = {t.number for t in ran if t.state.name in ("COMPLETE", "PRUNED")}
-    assert {number: len(found) for number, found in runs.items()} == dict.fromkeys(finished, 1)
+    assert {number: len(found) for number, found in runs.items()} == dict.fromkeys(
+        finished, 1
+    ), outputs
     study_runs = MlflowClient(store).search_runs(
         [MlflowClient(store).get_experiment_by_name("imgclf").experiment_id],
         "tags.`tune.role` = 'study'",
