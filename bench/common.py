@@ -7,11 +7,13 @@ bench/studies.yaml, and how their runs are read back from `dvc exp show --json`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import re
 import subprocess
+import tarfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +39,38 @@ def run(command: list[str], cwd: Path, env: dict[str, str], tail: int = 3000) ->
             f"{' '.join(command)} failed:\n{result.stdout[-tail:]}\n{result.stderr[-tail:]}"
         )
     return seconds, result.stdout
+
+
+def bench_env() -> dict[str, str]:
+    """The pipeline's environment (as the tests run it), importing imgclf from this checkout;
+    the calling script has put tests/ and src/ on sys.path."""
+    from support.project import pipeline_env
+
+    return pipeline_env({"PYTHONPATH": str(REPO / "src")})
+
+
+def train_json(project: Path, rev: str | None) -> dict:
+    """reports/metrics/train.json of experiment rev (None: the workspace's)."""
+    import dvc.api
+
+    return json.loads(dvc.api.read("reports/metrics/train.json", repo=str(project), rev=rev))
+
+
+def extract_subset(archive: Path, destination: Path, per_class: int) -> int:
+    """The first per_class JPEGs of every class folder of archive, as train/<class>/*.jpg."""
+    counts: dict[str, int] = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) != 3 or parts[0] != "train":
+                continue
+            if counts.get(parts[1], 0) >= per_class:
+                continue
+            target = destination / "train" / parts[1] / parts[2]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(member).read())
+            counts[parts[1]] = counts.get(parts[1], 0) + 1
+    return sum(counts.values())
 
 
 def _cpuinfo(key: str) -> str:

@@ -17,12 +17,11 @@ import argparse
 import json
 import shutil
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 import yaml
-from common import REPO, RESULTS, run, session
+from common import REPO, RESULTS, bench_env, extract_subset, run, session, train_json
 
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "src")]
 
@@ -31,41 +30,11 @@ RAW = RESULTS / "tune_pruning.json"
 PRUNER = {"pruner": "successive_halving", "pruner_warmup_epochs": 2, "pruner_reduction_factor": 2}
 
 
-def extract_subset(archive: Path, destination: Path, per_class: int) -> int:
-    """The first per_class JPEGs of every class folder of archive, as train/<class>/*.jpg."""
-    counts: dict[str, int] = {}
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar:
-            parts = Path(member.name).parts
-            if not member.isfile() or len(parts) != 3 or parts[0] != "train":
-                continue
-            if counts.get(parts[1], 0) >= per_class:
-                continue
-            target = destination / "train" / parts[1] / parts[2]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(tar.extractfile(member).read())
-            counts[parts[1]] = counts.get(parts[1], 0) + 1
-    return sum(counts.values())
-
-
 def _set_tune(project: Path, **settings) -> None:
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
     params["tune"].update(settings)
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-
-
-def _bench_env() -> dict[str, str]:
-    """The pipeline's environment, importing imgclf from this checkout."""
-    from support.project import pipeline_env
-
-    return pipeline_env({"PYTHONPATH": str(REPO / "src")})
-
-
-def _train_json(project: Path, rev: str | None) -> dict:
-    import dvc.api
-
-    return json.loads(dvc.api.read("reports/metrics/train.json", repo=str(project), rev=rev))
 
 
 def run_study(project: Path, env: dict[str, str], name: str, trials: int) -> dict:
@@ -84,7 +53,7 @@ def run_study(project: Path, env: dict[str, str], name: str, trials: int) -> dic
     rows = []
     for trial in study.trials:
         try:
-            metrics = _train_json(project, f"tune-{name}-{trial.number}")
+            metrics = train_json(project, f"tune-{name}-{trial.number}")
         except Exception as error:  # a failed trial has no experiment: say so in the table
             print(f"trial {trial.number} of {name}: no train.json ({error})", file=sys.stderr)
             metrics = {"best_val_accuracy": float("nan"), "epochs": 0, "train_seconds": 0.0}
@@ -132,7 +101,7 @@ def seed_noise(project: Path, env: dict[str, str], values: dict, seeds: list[int
         overrides = [*override_args(values), "-S", f"train.seed={seed}"]
         command = [sys.executable, "-m", "dvc", "exp", "run", *overrides, "--name", name]
         run(command, project, env, 4000)
-        accuracies.append(_train_json(project, name)["best_val_accuracy"])
+        accuracies.append(train_json(project, name)["best_val_accuracy"])
     return accuracies
 
 
@@ -159,7 +128,7 @@ def rerun_pruned(args: argparse.Namespace, measured: dict) -> dict:
     return {
         **measured,
         "pruner": pruner,
-        "pruned": run_study(project, _bench_env(), name, measured["trials"]),
+        "pruned": run_study(project, bench_env(), name, measured["trials"]),
         "earlier_pruned": [*measured.get("earlier_pruned", []), earlier],
     }
 
@@ -215,10 +184,10 @@ def measure(args: argparse.Namespace) -> dict:
             "tune": {"seed": args.seed, "pruner": "none"},
         },
     )
-    env = _bench_env()
+    env = bench_env()
     started = time.monotonic()
     baseline_seconds, _ = run([sys.executable, "-m", "dvc", "repro"], project, env, 4000)
-    defaults = _train_json(project, None)
+    defaults = train_json(project, None)
     full = run_study(project, env, "full", args.trials)
     (args.workdir / "full.json").write_text(json.dumps(full, indent=2), encoding="utf-8")
     _set_tune(project, **pruner_settings(args))

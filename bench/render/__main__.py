@@ -8,13 +8,14 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]  # bench/: common and this package
 
-from render import performance, study, tuning  # noqa: E402
+from render import choice, performance, study, tuning  # noqa: E402
 
 PAGES = {
     "performance": performance.render,
     "levers": lambda: study.render("levers"),
     "ablation": lambda: study.render("fast"),
     "tuning": tuning.render,
+    "choice": choice.render,
 }
 
 

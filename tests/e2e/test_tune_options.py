@@ -1,16 +1,22 @@
-"""End to end: a study that chooses the optimizer, each with its own settings, and starts from
-the recipe and each option's start, on the tiny synthetic pipeline with the real dvc, MLflow
-and Optuna."""
+"""End to end, on the tiny synthetic pipeline with the real dvc, MLflow and Optuna: a study
+that chooses the optimizer, each with its own settings, starts from the recipe and each
+option's start, screens on one epoch and confirms its best two settings on two epochs and two
+seeds; then a second study that weighs train seconds too (a Pareto front). The two studies
+serve every test of the file."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import optuna
 import pytest
+import yaml
 from mlflow import MlflowClient
 
+from imgclf.tuning import search
 from support.project import TINY_PARAMS, make_project, run
 
 pytestmark = pytest.mark.slow
@@ -19,8 +25,11 @@ pytestmark = pytest.mark.slow
 # its own range, and SGD alone tunes momentum.
 PARAMS = {
     **TINY_PARAMS,
+    "train": {**TINY_PARAMS["train"], "epochs": 2},
     "mlflow": {"log_model": False},
     "tune": {
+        "screen": {"train.epochs": 1},
+        "confirm_seeds": [0, 1],
         "space": {
             "optimizer.name": {
                 "options": {
@@ -31,7 +40,7 @@ PARAMS = {
                     },
                 }
             }
-        }
+        },
     },
 }
 # What the first two trials ran: a key of the option not chosen is set back to params.yaml's
@@ -42,33 +51,136 @@ FIRST = [
 ]
 
 
+class Study(NamedTuple):
+    name: str
+    project: Path
+    out: str
+    study: optuna.Study
+    client: MlflowClient
+    experiment_id: str
+
+
+def _run_study(project: Path, name: str, *options: str) -> Study:
+    out = run(["imgclf", "tune", "--study", name, *options], project, 1800).stdout
+    loaded = optuna.load_study(study_name=name, storage=f"sqlite:///{project}/mlruns/optuna.db")
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("imgclf").experiment_id
+    return Study(name, project, out, loaded, client, experiment_id)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("tune-options") / "project", PARAMS)
+
+
+@pytest.fixture(scope="module")
+def study(project: Path) -> Study:
+    return _run_study(project, "opt", "--trials", "3", "--confirm", "2", "--apply")
+
+
+@pytest.fixture(scope="module")
+def front(project: Path, study: Study) -> Study:
+    """Two trials weighed on accuracy and time, after the first study; warm start off, or its
+    first trials would be the first study's, restored from DVC's run cache."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    params["tune"].update(objectives="accuracy_and_time", warm_start=False, seed=7)
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return _run_study(project, "front", "--trials", "2")
+
+
+def _runs(found: Study, query: str) -> list:
+    query = f"tags.`tune.study` = '{found.name}' and {query}"
+    return found.client.search_runs([found.experiment_id], query, max_results=100)
+
+
+def _train_metrics(project: Path) -> dict[str, dict]:
+    """train.json of every experiment in `dvc exp show --json`, by name."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    return {
+        revision["name"]: revision["data"]["metrics"]["reports/metrics/train.json"]["data"]
+        for baseline in shown
+        for experiment in baseline.get("experiments") or []
+        for revision in experiment["revs"]
+    }
+
+
 def test_a_study_starts_from_the_recipe_and_each_option_then_draws_only_their_keys(
-    tmp_path: Path,
+    study: Study,
 ) -> None:
-    project = make_project(tmp_path / "project", PARAMS)
-    out = run(["imgclf", "tune", "--trials", "3", "--study", "opt"], project, 1800).stdout
-    assert "the first 2 trial(s) are enqueued, not sampled" in out
-    lines = re.findall(r"^tune: trial (\d) \(tune-opt-\d\): (dvc exp run .*)$", out, re.M)
+    assert "the first 2 trial(s) are enqueued, not sampled" in study.out
+    lines = re.findall(r"^tune: trial (\d) \(tune-opt-\d\): (dvc exp run .*)$", study.out, re.M)
     assert [number for number, _ in lines] == ["0", "1", "2"]
+    screen = " -S train.epochs=1"  # what every trial ran besides, to screen
     assert lines[0][1] == (
         "dvc exp run -S optimizer.name=adam -S optimizer.lr=0.002 -S optimizer.momentum=0.85"
+        + screen
     )
     assert lines[1][1] == (
-        "dvc exp run -S optimizer.name=sgd -S optimizer.lr=0.05 -S optimizer.momentum=0.9"
+        "dvc exp run -S optimizer.name=sgd -S optimizer.lr=0.05 -S optimizer.momentum=0.9" + screen
     )
-    study = optuna.load_study(study_name="opt", storage=f"sqlite:///{project}/mlruns/optuna.db")
-    values = [trial.user_attrs["values"] for trial in study.trials]
+    values = [trial.user_attrs["values"] for trial in study.study.trials]
     assert values[:2] == FIRST
     assert set(values[2]) == {"optimizer.name", "optimizer.lr", "optimizer.momentum"}
-    assert all(trial.state.name == "COMPLETE" for trial in study.trials)
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("imgclf")
+    assert all(trial.state.name == "COMPLETE" for trial in study.study.trials)
     for number, drawn in enumerate(values):
-        (recorded,) = client.search_runs(
-            [experiment.experiment_id], f"tags.`tune.trial` = '{number}'"
-        )
+        (recorded,) = _runs(study, f"tags.`tune.trial` = '{number}'")
         logged = recorded.data.params
         assert float(logged["optimizer.lr"]) == pytest.approx(drawn["optimizer.lr"])
         assert logged["optimizer.name"] == drawn["optimizer.name"]
         # An adam trial after the sgd one trained with params.yaml's momentum, not sgd's draw.
         assert float(logged["optimizer.momentum"]) == pytest.approx(drawn["optimizer.momentum"])
+        assert logged["train.epochs"] == "1"
+
+
+def test_the_best_two_are_confirmed_in_full_on_two_seeds_and_the_best_mean_wins(
+    study: Study,
+) -> None:
+    metrics = _train_metrics(study.project)
+    confirmed: dict[int, dict[int, float]] = {}
+    for recorded in _runs(study, "tags.`tune.role` = 'confirm'"):
+        params, tags = recorded.data.params, recorded.data.tags
+        assert params["train.epochs"] == "2" and params["train.seed"] == tags["tune.seed"]
+        trial, seed = int(tags["tune.confirms_trial"]), int(params["train.seed"])
+        found = metrics[f"tune-opt-{trial}-seed{seed}"]
+        assert found["mlflow_run_id"] == recorded.info.run_id and found["epochs"] == 2
+        confirmed.setdefault(trial, {})[seed] = found["best_val_accuracy"]
+    ranked = sorted(study.study.trials, key=lambda t: (-t.value, t.number))
+    assert sorted(confirmed) == sorted(t.number for t in ranked[:2])  # the screen's best two
+    assert all(sorted(seeds) == [0, 1] for seeds in confirmed.values())
+    means = {trial: sum(s.values()) / 2 for trial, s in confirmed.items()}
+    winner = max(means, key=means.get)
+    (study_run,) = _runs(study, "tags.`tune.role` = 'study'")
+    assert study_run.data.tags["tune.confirmed_trial"] == str(winner)
+    assert study_run.data.metrics["confirmed_mean"] == pytest.approx(means[winner])
+    names = {item.path for item in study.client.list_artifacts(study_run.info.run_id, "tune")}
+    assert "tune/confirmation.json" in names
+    chosen = study.study.trials[winner].user_attrs["values"]
+    line = study.out.strip().splitlines()[-1]
+    assert "chosen on mean" in study.out and line == search.reproduce_command(chosen)
+    assert line == study_run.data.tags["tune.confirmed_command"] and "train.epochs" not in line
+    # --apply: the workspace now holds the winner trained in full on the first seed.
+    params = yaml.safe_load((study.project / "params.yaml").read_text(encoding="utf-8"))
+    assert params["train"]["epochs"] == 2 and params["train"]["seed"] == 0
+    assert params["optimizer"]["name"] == chosen["optimizer.name"]
+    assert params["optimizer"]["lr"] == pytest.approx(chosen["optimizer.lr"])
+    workspace = json.loads((study.project / "reports/metrics/train.json").read_text())
+    assert workspace["best_val_accuracy"] == pytest.approx(confirmed[winner][0])
+
+
+def test_the_front_of_accuracy_and_time_is_printed_and_in_the_study_run(front: Study) -> None:
+    metrics = _train_metrics(front.project)
+    for trial in front.study.trials:  # the time objective is the trial's train_seconds
+        assert trial.values[1] == metrics[f"tune-front-{trial.number}"]["train_seconds"]
+    points = front.study.best_trials
+    shown = f"Pareto front ({len(points)} trials; chosen: the most accurate)"
+    assert shown in front.out
+    chosen = max(points, key=lambda t: (t.values[0], -t.values[1]))
+    line = search.reproduce_command(chosen.user_attrs["values"])
+    assert front.out.strip().splitlines()[-1] == line
+    (study_run,) = _runs(front, "tags.`tune.role` = 'study'")
+    assert study_run.data.tags["tune.best_trial"] == str(chosen.number)
+    names = {item.path for item in front.client.list_artifacts(study_run.info.run_id, "tune")}
+    assert {"tune/pareto_front.png", "tune/pareto_front.json"} <= names
+    history = front.client.get_metric_history(study_run.info.run_id, "train_seconds")
+    assert sorted(point.step for point in history) == [0, 1]

@@ -176,9 +176,9 @@ def test_two_processes_share_one_postgres_study(
         assert re.search(r"[1-9]\d* on other workers", out), out
     runs = _trial_runs(MlflowClient(store), "team")
     finished = {t.number for t in ran if t.state.name in ("COMPLETE", "PRUNED")}
-    assert {number: len(found) for number, found in runs.items()} == dict.fromkeys(
-        finished, 1
-    ), outputs
+    assert {number: len(found) for number, found in runs.items()} == dict.fromkeys(finished, 1), (
+        outputs
+    )
     study_runs = MlflowClient(store).search_runs(
         [MlflowClient(store).get_experiment_by_name("imgclf").experiment_id],
         "tags.`tune.role` = 'study'",

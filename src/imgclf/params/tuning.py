@@ -1,4 +1,5 @@
-"""The tune section: the study's budget, pruner and storage, and the search space it checks."""
+"""The tune section: the study's budget, pruner, storage, screening, confirmation and
+objectives, and the search space it checks against the other sections."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from imgclf.params.base import Section
 from imgclf.params.data import AugmentParams, DataParams, PreprocessParams, ValidateParams
 from imgclf.params.recipe import LossParams, ModelParams, OptimizerParams, RegParams, TrainParams
 from imgclf.params.reporting import EvaluateParams, MlflowParams, PromoteParams
+from imgclf.params.tune_space import TUNE_SPACE, Scalar, TuneDimension
 
 # params.yaml's sections other than tune, by name, as `Params` (loading.py) holds them: a tuned
 # key is checked against its section alone (test_params checks that the two agree).
@@ -31,117 +33,6 @@ OTHER_SECTIONS: dict[str, type[BaseModel]] = {
 # Sections a tuning trial may change: the training recipe. data, preprocess and validate would
 # change the val split the trials are compared on; mlflow, promote and tune are bookkeeping.
 TUNABLE_SECTIONS = ("augment", "model", "loss", "reg", "optimizer", "train")
-
-
-# The search space `imgclf tune` uses when params.yaml names none (params.yaml shows it). Each
-# optimizer brings its own ranges (docs/guide/tuning.md says which measurement set each).
-TUNE_SPACE: dict[str, dict[str, Any]] = {
-    "optimizer.name": {
-        "options": {
-            "sgd": {  # the fast recipe; no start: its first trial is params.yaml's values
-                "optimizer.lr": {"low": 0.1, "high": 0.75, "log": True},
-                "optimizer.momentum": {"low": 0.7, "high": 0.95},
-            },
-            "adamw": {  # started at the ablation's Adam row (3e-3, no decoupled decay)
-                "optimizer.lr": {"low": 3.0e-4, "high": 1.0e-2, "log": True, "start": 3.0e-3},
-                "optimizer.weight_decay": {"low": 0.0, "high": 0.1, "start": 0.0},
-            },
-            "muon": {  # no start: params.yaml's muon settings are the speed record's
-                "optimizer.lr": {"low": 0.1, "high": 0.75, "log": True},
-                "optimizer.muon_lr_ratio": {"low": 0.2, "high": 2.0, "log": True},
-                "optimizer.muon_momentum": {"low": 0.5, "high": 0.95},
-            },
-        }
-    },
-    "reg.l2": {"low": 1.0e-4, "high": 2.0e-3, "log": True},
-    "loss.label_smoothing": {"low": 0.0, "high": 0.3},
-}
-
-# A value a tuned key may take: what YAML writes bare.
-Scalar = str | int | float | bool
-
-
-class TuneDimension(Section):
-    """One tuned key: a range (low, high, optionally log or step), a list of choices, or
-    options: choices that each tune keys of their own, drawn only when that choice is."""
-
-    low: int | float | None = Field(None, description="Smallest value of a numeric range.")
-    high: int | float | None = Field(None, description="Largest value of a numeric range.")
-    log: bool = Field(False, description="Sample the range on a log scale (low > 0).")
-    step: int | float | None = Field(None, gt=0, description="Spacing of a discrete range.")
-    choices: tuple[Scalar, ...] | None = Field(
-        None, min_length=1, description="Values to choose from (instead of a range)."
-    )
-    options: dict[Scalar, dict[str, TuneDimension] | None] | None = Field(
-        None,
-        min_length=1,
-        description="Values to choose from, each -> the keys tuned only when it is chosen.",
-    )
-    start: Scalar | None = Field(
-        None,
-        description="In an option: the key's value in the option's first (enqueued) trial "
-        "(default: params.yaml's).",
-    )
-
-    @field_validator("choices", mode="before")
-    @classmethod
-    def _choices_are_a_list(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            raise ValueError(
-                "choices takes a list; choices that tune keys of their own are written "
-                "options: {value: {key: range}}"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _range_or_choices(self) -> TuneDimension:
-        if self.choices is not None and self.options is not None:
-            raise ValueError("give either choices or options, not both")
-        if self.choices is not None or self.options is not None:
-            if (self.low, self.high, self.step) != (None, None, None) or self.log:
-                raise ValueError("give either choices or low/high (with log or step), not both")
-        elif self.low is None or self.high is None:
-            raise ValueError("give low and high (a range), choices or options")
-        elif self.low >= self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        elif self.log and (self.low <= 0 or self.step is not None):
-            raise ValueError("log needs low > 0 and no step")
-        if self.start is not None and not self.contains(self.start):
-            raise ValueError(f"start ({self.start!r}) is outside this key's range or choices")
-        return self
-
-    def values(self) -> tuple:
-        """The choices or the options' values; () for a range."""
-        return tuple(self.options or self.choices or ())
-
-    def option_spaces(self) -> dict[Any, dict[str, TuneDimension]]:
-        """Each option -> the keys it tunes; {} without options."""
-        return {option: keys or {} for option, keys in (self.options or {}).items()}
-
-    def option_space(self, option: Any) -> dict[str, TuneDimension]:
-        """The keys tuned when this key takes `option` ({} when none)."""
-        return self.option_spaces().get(option, {})
-
-    def contains(self, value: Any) -> bool:
-        """Whether value is one this key may take: a choice, or on the range (and its step)."""
-        if self.low is None:
-            # 1 == True in Python, but a bool choice and a number are different values.
-            return any(
-                choice == value and isinstance(choice, bool) == isinstance(value, bool)
-                for choice in self.values()
-            )
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        if not self.low <= value <= self.high:
-            return False
-        steps = 0.0 if self.step is None else (value - self.low) / self.step
-        return abs(steps - round(steps)) < 1e-8  # Optuna's own tolerance for a stepped value
-
-    def candidates(self) -> tuple:
-        """The values checked against the params schema: every choice (or both ends of the
-        range) and the start."""
-        ends = self.values() if self.low is None else (self.low, self.high)
-        return ends if self.start is None else (*ends, self.start)
 
 
 class TuneParams(Section):
@@ -184,6 +75,34 @@ class TuneParams(Section):
         description="A new study's first trials are enqueued, not sampled: params.yaml's "
         "values, then each option of a choice at its start.",
     )
+    screen: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="Dotted key -> value every trial of the study runs with, to screen cheaply "
+        "(train.epochs: 3); confirmation runs train with params.yaml's values.",
+    )
+    confirm: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="After the study, train its best this many settings in full on each of "
+        "confirm_seeds and choose on the mean (0: choose the study's best trial).",
+    )
+    confirm_seeds: tuple[int, ...] = Field(
+        (0, 1),
+        min_length=2,
+        description="train.seed of each confirmation run (2 or more, distinct).",
+    )
+    objectives: Literal["accuracy", "accuracy_and_time"] = Field(
+        "accuracy",
+        description="accuracy: maximise metric; accuracy_and_time: also minimise train_seconds "
+        "(Optuna multi-objective) and report the Pareto front.",
+    )
+    time_budget_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="accuracy_and_time: the chosen point is the most accurate of the front "
+        "that trains within this many seconds (null: the most accurate).",
+    )
     space: dict[str, TuneDimension] = Field(
         default_factory=lambda: {key: TuneDimension(**value) for key, value in TUNE_SPACE.items()},
         description="Dotted params key (optimizer.lr) -> its range or choices (a mapping of "
@@ -212,6 +131,45 @@ class TuneParams(Section):
             for option_space in dimension.option_spaces().values():
                 keys += [key for key in option_space if key not in keys]
         return tuple(keys)
+
+    @field_validator("confirm_seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(seeds)) != len(seeds) or any(seed < 0 for seed in seeds):
+            raise ValueError(f"give distinct seeds of 0 or more, got {list(seeds)}")
+        return seeds
+
+    @field_validator("screen")
+    @classmethod
+    def _screen_names_tunable_keys(cls, screen: dict[str, Any]) -> dict[str, Any]:
+        for key, value in screen.items():
+            _check_dimension(f"tune.screen key {key!r}", key, TuneDimension(choices=(value,)))
+        return screen
+
+    @model_validator(mode="after")
+    def _modes_compose(self) -> TuneParams:
+        shared = sorted(set(self.screen) & set(self.space_keys()))
+        if shared:
+            raise ValueError(
+                f"tune.screen sets {', '.join(shared)}, which tune.space tunes: a trial cannot "
+                "run with both values; drop it from one of them"
+            )
+        if self.objectives == "accuracy_and_time" and self.pruner != "none":
+            raise ValueError(
+                f"tune.objectives accuracy_and_time cannot prune (Optuna prunes single-objective "
+                f"studies only): set tune.pruner to none, not {self.pruner}"
+            )
+        if self.time_budget_seconds is not None and self.objectives == "accuracy":
+            raise ValueError(
+                "tune.time_budget_seconds chooses a point of the accuracy_and_time front: set "
+                "tune.objectives to accuracy_and_time, or time_budget_seconds to null"
+            )
+        if "train.seed" in self.space_keys() and self.confirm:
+            raise ValueError(
+                "tune.confirm trains on tune.confirm_seeds, which set train.seed: do not also "
+                "tune train.seed"
+            )
+        return self
 
     @field_validator("space")
     @classmethod

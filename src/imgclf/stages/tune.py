@@ -38,7 +38,8 @@ def _report(args: argparse.Namespace, params: Params, project_root: Path) -> int
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise ImgclfError(f"no study storage at {url}: run `imgclf tune` first, or pass --storage")
     study = search.load_existing_study(args.report, pruning.open_storage(url), masked(url))
-    print(report.report_text(study, params.tune.metric, params.tune.seed))
+    settings = params.tune
+    print(report.report_text(study, settings.metric, settings.seed, settings.time_budget_seconds))
     return 0
 
 
@@ -48,12 +49,24 @@ def _tune(args: argparse.Namespace, params: Params) -> int:
     project_root = resolve_project_root(os.environ, Path.cwd())
     if args.report:
         return _report(args, params, project_root)
-    overrides = {"trials": args.trials, "timeout_minutes": args.timeout_minutes}
-    settings = params.tune.model_copy(
-        update={key: value for key, value in overrides.items() if value is not None}
-    )
+    overrides = {
+        "trials": args.trials,
+        "timeout_minutes": args.timeout_minutes,
+        "confirm": args.confirm,
+    }
+    updates = {key: value for key, value in overrides.items() if value is not None}
+    try:  # checked again: --confirm must compose with the rest of the section
+        settings = type(params.tune).model_validate({**params.tune.model_dump(), **updates})
+    except ValueError as error:
+        raise ImgclfError(f"tune with {search_line(updates)}: {error}") from None
     if not settings.space:
         raise ImgclfError("tune.space in params.yaml is empty: give it at least one key")
+    if args.apply and settings.screen and not settings.confirm:
+        raise ImgclfError(
+            "--apply would put the best screening trial in the workspace, with tune.screen's "
+            f"values ({search_line(settings.screen)}): add --confirm K to apply a setting "
+            "trained in full"
+        )
     from imgclf.tuning import pruning, search, session, warm_start
 
     study_name = args.study or time.strftime("%Y%m%d-%H%M%S")
@@ -65,11 +78,31 @@ def _tune(args: argparse.Namespace, params: Params) -> int:
     storage = pruning.open_storage(url)  # an unreachable database fails here, before any trial
     store = open_store(os.environ, Path.cwd(), params.mlflow.experiment_name)
     recipe = warm_start.recipe_values(params, settings)
-    line = session.run_study(
+    chosen = session.run_study(
         study_name, (storage, url), settings, store, args.metrics, os.environ, args.workers, recipe
     )
-    print(line)
+    if args.apply:
+        _apply(chosen.experiment)
+    print(chosen.line)  # the last line, with --apply too
     return 0
+
+
+def search_line(values: dict) -> str:
+    """key=value, ... for a message."""
+    return ", ".join(f"{key}={value}" for key, value in values.items())
+
+
+def _apply(experiment: str) -> None:
+    """Put the chosen experiment's params and outputs in the workspace (`dvc exp apply`)."""
+    import subprocess
+
+    print(f"tune: --apply: dvc exp apply {experiment}", flush=True)
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "apply", experiment], check=False)
+    if done.returncode != 0:
+        raise ImgclfError(
+            f"dvc exp apply {experiment} exited {done.returncode} (see above); the study is "
+            "recorded: run it again by hand once the workspace is clean"
+        )
 
 
 def _positive(kind: type, hint: str = "") -> Callable[[str], float]:
@@ -109,6 +142,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="STUDY",
         help="print the study's importances and the line that reproduces its best trial "
         "(running or finished); run nothing",
+    )
+    parser.add_argument(
+        "--confirm",
+        metavar="K",
+        type=_positive(int),
+        help="after the study, train its best K settings in full on each of "
+        "tune.confirm_seeds and choose on the mean (default: tune.confirm)",
+    )
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="put the chosen experiment in the workspace at the end (dvc exp apply)",
     )
     parser.add_argument(
         "--metrics",

@@ -23,7 +23,9 @@ class PruningCallback(keras.callbacks.Callback):
         self.trial, self.metric, self.epochs = trial, metric, epochs
         self.pruned_at_epoch: int | None = None
         self._best = -math.inf
-        self._reporting = True
+        # Optuna takes intermediate values (and prunes) in single-objective studies only.
+        study = getattr(trial, "study", None)
+        self._reporting = study is None or len(study.directions) == 1
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = float((logs or {}).get("val_accuracy", math.nan))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from imgclf.tuning.search import experiment_name, reproduce_command
@@ -13,6 +14,54 @@ def finished_trials(study: Any) -> list:
     from optuna.trial import TrialState
 
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def is_multi_objective(study: Any) -> bool:
+    """Whether the study weighs train seconds too (tune.objectives accuracy_and_time)."""
+    return len(study.directions) > 1
+
+
+def objective(trial: Any) -> float | None:
+    """The trial's metric (the first objective); None until it has one."""
+    values = trial.values
+    return None if values is None else values[0]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The trial a study chooses, and a note when the rule could not be met as stated."""
+
+    trial: Any
+    note: str = ""
+
+
+def choose(study: Any, time_budget: float | None = None) -> Choice | None:
+    """The best finished trial; None when none has finished.
+
+    With two objectives: the most accurate point of the Pareto front that trains within
+    time_budget seconds (fewer seconds break a tie); when no point does, the fastest point,
+    with a note saying so.
+    """
+    if not finished_trials(study):
+        return None
+    if not is_multi_objective(study):
+        return Choice(study.best_trial)
+    front = study.best_trials
+    within = [t for t in front if time_budget is None or t.values[1] <= time_budget]
+    if within:
+        return Choice(min(within, key=lambda t: (-t.values[0], t.values[1])))
+    fastest = min(front, key=lambda t: (t.values[1], -t.values[0]))
+    return Choice(
+        fastest,
+        f"no point of the front trains within {time_budget:g} s; the fastest "
+        f"({fastest.values[1]:.1f} s) is chosen",
+    )
+
+
+def _target(study: Any) -> dict[str, Any]:
+    """The keyword that points Optuna's importances and plots at the metric of a
+    two-objective study (nothing for a single objective)."""
+    return {"target": objective} if is_multi_objective(study) else {}
 
 
 def param_importances(study: Any, seed: int) -> tuple[dict[str, float], str | None]:
@@ -27,7 +76,10 @@ def param_importances(study: Any, seed: int) -> tuple[dict[str, float], str | No
     if len(finished) < 2:
         return {}, f"importances need 2 finished trials; the study has {len(finished)}"
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
-    return optuna.importance.get_param_importances(study, evaluator=evaluator), None
+    importances = optuna.importance.get_param_importances(
+        study, evaluator=evaluator, **_target(study)
+    )
+    return importances, None
 
 
 def trial_rows(study: Any, metric: str) -> list[dict[str, Any]]:
@@ -35,14 +87,16 @@ def trial_rows(study: Any, metric: str) -> list[dict[str, Any]]:
     rows = []
     for trial in study.get_trials(deepcopy=False):
         steps = sorted(trial.intermediate_values)
-        value = trial.value
+        value = objective(trial)
         if value is None and steps:
             value = trial.intermediate_values[steps[-1]]
+        seconds = trial.values[1] if trial.values and len(trial.values) > 1 else None
         rows.append(
             {
                 "trial": trial.number,
                 "state": trial.state.name,
                 metric: value,
+                **({"train_seconds": seconds} if is_multi_objective(study) else {}),
                 "epochs_reported": len(steps),
                 "seconds": trial.duration.total_seconds() if trial.duration else None,
                 **trial.user_attrs.get("values", trial.params),
@@ -51,15 +105,32 @@ def trial_rows(study: Any, metric: str) -> list[dict[str, Any]]:
     return rows
 
 
-def best_line(study: Any) -> tuple[Any, str] | None:
-    """The best finished trial and the `dvc exp run -S ...` line that reproduces it."""
-    if not finished_trials(study):
+def best_line(study: Any, time_budget: float | None = None) -> tuple[Any, str] | None:
+    """The chosen finished trial (choose) and the `dvc exp run -S ...` line that reproduces
+    it."""
+    chosen = choose(study, time_budget)
+    if chosen is None:
         return None
-    best = study.best_trial
+    best = chosen.trial
     return best, reproduce_command(best.user_attrs.get("values", best.params))
 
 
-def report_text(study: Any, metric: str, seed: int) -> str:
+def front_lines(study: Any, metric: str, time_budget: float | None) -> list[str]:
+    """The Pareto front of a two-objective study as a table, fastest first, and its rule."""
+    chosen = choose(study, time_budget)
+    front = sorted(study.best_trials, key=lambda t: t.values[1])
+    rule = "the most accurate" + (f" within {time_budget:g} s" if time_budget else "")
+    lines = ["", f"Pareto front ({len(front)} trials; chosen: {rule}):"]
+    lines.append(f"{'trial':>5}  {metric:>18}  train_seconds")
+    for trial in front:
+        mark = "  <- chosen" if chosen and trial.number == chosen.trial.number else ""
+        lines.append(f"{trial.number:>5}  {trial.values[0]:>18.4f}  {trial.values[1]:>13.1f}{mark}")
+    if chosen and chosen.note:
+        lines.append(chosen.note)
+    return lines
+
+
+def report_text(study: Any, metric: str, seed: int, time_budget: float | None = None) -> str:
     """The table `imgclf tune --report` prints, ending with the best trial's line."""
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
@@ -73,18 +144,23 @@ def report_text(study: Any, metric: str, seed: int) -> str:
         lines += [f"{key:<{width}}  {value:.3f}" for key, value in importances.items()]
     else:
         lines.append(missing)
-    found = best_line(study)
+    found = best_line(study, time_budget)
     if found is None:
         lines += ["", "no trial has finished yet: nothing to reproduce"]
         return "\n".join(lines)
+    if is_multi_objective(study):
+        lines += front_lines(study, metric, time_budget)
     best, line = found
     name = experiment_name(study.study_name, best.number)
-    lines += ["", f"best: trial {best.number} ({name}), {metric} {best.value:.4f}", line]
+    lines += ["", f"best: trial {best.number} ({name}), {metric} {objective(best):.4f}", line]
     return "\n".join(lines)
 
 
-def log_study_report(client: Any, run_id: str, study: Any, metric: str, seed: int) -> None:
-    """The optimisation history and importances as figures, and both as tables, in the run."""
+def log_study_report(
+    client: Any, run_id: str, study: Any, metric: str, seed: int, time_budget: float | None = None
+) -> None:
+    """The optimisation history and importances as figures, and both as tables, in the run;
+    for two objectives also the Pareto front, as a figure and a table."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on a server or in CI
@@ -95,13 +171,23 @@ def log_study_report(client: Any, run_id: str, study: Any, metric: str, seed: in
     rows = trial_rows(study, metric)
     client.log_table(run_id, _columns(rows), "tune/trials.json")
     importances, _ = param_importances(study, seed)
+    target = {**_target(study), "target_name": metric}
     with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        figures = {"tune/optimization_history.png": optuna_plots.plot_optimization_history(study)}
+        figures = {
+            "tune/optimization_history.png": optuna_plots.plot_optimization_history(study, **target)
+        }
         if importances:
             evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
             figures["tune/param_importances.png"] = optuna_plots.plot_param_importances(
-                study, evaluator=evaluator
+                study, evaluator=evaluator, **target
+            )
+        if is_multi_objective(study):
+            figures["tune/pareto_front.png"] = optuna_plots.plot_pareto_front(
+                study, target_names=[metric, "train_seconds"]
+            )
+            client.log_table(
+                run_id, _front_table(study, metric, time_budget), "tune/pareto_front.json"
             )
     if importances:
         table = {"parameter": list(importances), "importance": list(importances.values())}
@@ -111,6 +197,23 @@ def log_study_report(client: Any, run_id: str, study: Any, metric: str, seed: in
         figure.tight_layout()
         client.log_figure(run_id, figure, path)
         plt.close(figure)
+
+
+def _front_table(study: Any, metric: str, time_budget: float | None) -> dict[str, list]:
+    """The Pareto front as columns: trial, metric, train seconds, whether chosen, its line."""
+    chosen = choose(study, time_budget)
+    front = sorted(study.best_trials, key=lambda t: t.values[1])
+    rows = [
+        {
+            "trial": trial.number,
+            metric: trial.values[0],
+            "train_seconds": trial.values[1],
+            "chosen": chosen is not None and trial.number == chosen.trial.number,
+            "command": reproduce_command(trial.user_attrs.get("values", trial.params)),
+        }
+        for trial in front
+    ]
+    return _columns(rows)
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:

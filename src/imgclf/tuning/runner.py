@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from imgclf.params import TuneParams
-from imgclf.tuning import search
+from imgclf.tuning import report, search
 from imgclf.tuning.pruning import TRIAL_VARIABLE, TrialLink
 
 # Where parallel trials write their output (one at a time goes to the terminal).
@@ -61,7 +61,9 @@ class StudyRun:
                 minutes = self.settings.timeout_minutes
                 say(f"tune: the {minutes:g} min budget is spent; stopping")
                 return self._stop()
-            if len(self.study.get_trials(deepcopy=False)) >= self.settings.trials:
+            # Enqueued first trials (WAITING) are in the budget already: ask() runs them next.
+            trials = self.study.get_trials(deepcopy=False)
+            if sum(trial.state != _states().WAITING for trial in trials) >= self.settings.trials:
                 return self._stop_for_budget()
             trial = self.study.ask()
             if trial.number >= self.settings.trials:  # another worker asked at the same moment
@@ -117,8 +119,11 @@ class StudyRun:
         trials = self.study.get_trials(deepcopy=False)
         finished = [trial for trial in trials if trial.state.is_finished()]
         postfix = {}
-        with contextlib.suppress(ValueError):  # Optuna's answer while no trial has completed
-            postfix["best"] = f"{self.study.best_value:.4f}"
+        if report.is_multi_objective(self.study):
+            postfix["front"] = len(self.study.best_trials)
+        else:
+            with contextlib.suppress(ValueError):  # Optuna's answer while none has completed
+                postfix["best"] = f"{self.study.best_value:.4f}"
         postfix["pruned"] = sum(trial.state == _states().PRUNED for trial in finished)
         with self._lock:
             self.progress.n = len(finished)
@@ -153,6 +158,18 @@ def run_all(session: StudyRun) -> None:
             future.result()  # a worker's own error (not a trial's) stops the session
 
 
+def run_jobs(session: StudyRun, jobs: list[Callable[[], None]]) -> None:
+    """Run jobs (confirmation runs) with the session's workers: one at a time in the
+    workspace, or several at once, each experiment in its own temporary workspace."""
+    if session.workers == 1:
+        for job in jobs:
+            job()
+        return
+    with ThreadPoolExecutor(session.workers, thread_name_prefix="tune-worker") as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
+
+
 def trial_command(values: Mapping[str, Any], name: str, temporary: bool) -> list[str]:
     """The `dvc exp run` of one trial, with the same interpreter's dvc."""
     # --wait-for-lock: parallel trials take turns at the moments DVC locks the repository.
@@ -171,9 +188,12 @@ def run_trial(session: StudyRun, trial: Any) -> None:
     settings, states = session.settings, _states()
     drawn = search.suggest_params(trial, settings.space)
     values = search.with_other_options_reset(drawn, settings.space, session.base)
-    trial.set_user_attr("values", values)  # what ran: floats are rounded after Optuna draws
+    trial.set_user_attr("values", values)  # the setting: floats are rounded after Optuna draws
+    if settings.screen:  # what the trial ran besides, to screen cheaply
+        trial.set_user_attr("screen", dict(settings.screen))
+    ran = {**values, **settings.screen}
     name = search.experiment_name(session.study_name, trial.number)
-    say(f"tune: trial {trial.number} ({name}): {search.reproduce_command(values)}")
+    say(f"tune: trial {trial.number} ({name}): {search.reproduce_command(ran)}")
     link = TrialLink(
         session.storage_url,
         session.study_name,
@@ -183,11 +203,11 @@ def run_trial(session: StudyRun, trial: Any) -> None:
     )
     started = time.monotonic()
     try:
-        code = _run_dvc(session, trial_command(values, name, session.workers > 1), name, link)
+        code = _run_dvc(session, trial_command(ran, name, session.workers > 1), name, link)
     except BaseException:  # Ctrl+C: the trial must not stay RUNNING in the stored study
         session.study.tell(trial, state=states.FAIL)
         raise
-    run_id = _tag_run(session, trial.number, name)
+    run_id = tag_run(session, name, {"tune.trial": str(trial.number)})
     try:
         if code != 0:
             raise search.TuneError(f"dvc exp run exited {code}")
@@ -196,6 +216,8 @@ def run_trial(session: StudyRun, trial: Any) -> None:
         )
         if run_id is not None and result.run_id != run_id:
             raise search.TuneError(f"{name}'s {session.metrics_path} is not from its run {run_id}")
+        if result.seconds is None and report.is_multi_objective(session.study):
+            raise search.TuneError(f"{name}'s {session.metrics_path} has no train_seconds")
     except search.TuneError as error:
         session.study.tell(trial, state=states.FAIL)
         say(f"tune: trial {trial.number} failed ({error}); the study goes on")
@@ -203,9 +225,13 @@ def run_trial(session: StudyRun, trial: Any) -> None:
     _tell(session, trial, result, run_id, time.monotonic() - started)
 
 
-def _run_dvc(session: StudyRun, command: list[str], name: str, link: TrialLink) -> int:
-    """Run the trial's experiment; in parallel its output goes to a log file, not the terminal."""
-    env = {**session.environ, TRIAL_VARIABLE: link.to_json()}
+def _run_dvc(session: StudyRun, command: list[str], name: str, link: TrialLink | None) -> int:
+    """Run one experiment (a trial's when link is given); in parallel its output goes to a log
+    file, not the terminal."""
+    env = dict(session.environ)
+    env.pop(TRIAL_VARIABLE, None)
+    if link is not None:
+        env[TRIAL_VARIABLE] = link.to_json()
     if session.workers == 1:  # stdout and stderr stay the user's, to follow the training
         # The study's bar steps aside meanwhile (the lock is not held for a whole trial).
         with tqdm.external_write_mode(file=sys.stdout, nolock=True):
@@ -219,16 +245,22 @@ def _run_dvc(session: StudyRun, command: list[str], name: str, link: TrialLink) 
         ).returncode
 
 
-def _tag_run(session: StudyRun, number: int, name: str) -> str | None:
-    """Tag the trial's MLflow run with the study and nest it under the study's run."""
+def run_experiment(session: StudyRun, values: Mapping[str, Any], name: str) -> int:
+    """`dvc exp run` one experiment outside any trial (a confirmation run): never pruned."""
+    return _run_dvc(session, trial_command(values, name, session.workers > 1), name, None)
+
+
+def tag_run(session: StudyRun, name: str, tags: Mapping[str, str]) -> str | None:
+    """Tag experiment name's MLflow run with the study and tags (the trial's number, or what a
+    confirmation run confirms) and nest it under the study's run; None when it has none."""
     client, experiment_id, parent_run_id = session.mlflow
     run_id = search.find_run_id(client, experiment_id, name)
     if run_id is not None:
-        for key, value in (
-            ("tune.study", session.study_name),
-            ("tune.trial", str(number)),
-            ("mlflow.parentRunId", parent_run_id),  # nests the trial under the study in the UI
-        ):
+        for key, value in {
+            "tune.study": session.study_name,
+            **tags,
+            "mlflow.parentRunId": parent_run_id,  # nests the run under the study in the UI
+        }.items():
             client.set_tag(run_id, key, value)
     return run_id
 
@@ -243,6 +275,11 @@ def _tell(
     if result.pruned:
         session.study.tell(trial, state=states.PRUNED)
         outcome = f"pruned after epoch {result.epochs} ({metric} {result.value:.4f})"
+    elif report.is_multi_objective(session.study):
+        session.study.tell(trial, [result.value, result.seconds])
+        client.log_metric(parent_run_id, metric, result.value, step=trial.number)
+        client.log_metric(parent_run_id, "train_seconds", result.seconds, step=trial.number)
+        outcome = f"{metric} {result.value:.4f}, train_seconds {result.seconds:.1f}"
     else:
         session.study.tell(trial, result.value)
         client.log_metric(parent_run_id, metric, result.value, step=trial.number)

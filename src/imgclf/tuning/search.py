@@ -37,7 +37,14 @@ def create_study(study_name: str, storage: Any, seed: int, pruner: Any = None) -
     return join_study(study_name, storage, seed, pruner)[0]
 
 
-def join_study(study_name: str, storage: Any, seed: int, pruner: Any = None) -> tuple[Any, bool]:
+def directions(objectives: str) -> list[str]:
+    """Optuna's directions for tune.objectives: the metric up, and train seconds down."""
+    return ["maximize", "minimize"] if objectives == "accuracy_and_time" else ["maximize"]
+
+
+def join_study(
+    study_name: str, storage: Any, seed: int, pruner: Any = None, objectives: str = "accuracy"
+) -> tuple[Any, bool]:
     """The study and whether this call created it (False: it existed, maybe another worker's).
 
     Optuna's storage decides which of several workers starting at once creates the study, so
@@ -52,10 +59,18 @@ def join_study(study_name: str, storage: Any, seed: int, pruner: Any = None) -> 
         "sampler": optuna.samplers.TPESampler(seed=seed),
         "pruner": pruner,
     }
+    wanted = directions(objectives)
     try:
-        return optuna.create_study(**options, direction="maximize"), True
+        return optuna.create_study(**options, directions=wanted), True
     except optuna.exceptions.DuplicatedStudyError:
-        return optuna.load_study(**options), False
+        study = optuna.load_study(**options)
+    if len(study.directions) != len(wanted):
+        kind = {1: "accuracy", 2: "accuracy_and_time"}.get(len(study.directions), "?")
+        raise TuneError(
+            f"study {study_name!r} was created with tune.objectives {kind}, not {objectives}: "
+            f"set tune.objectives back to {kind}, or start a new study with another --study"
+        )
+    return study, False
 
 
 def load_existing_study(study_name: str, storage: Any, shown_storage: str) -> Any:
@@ -203,6 +218,7 @@ class TrialResult:
     run_id: str | None
     pruned: bool = False
     epochs: int | None = None
+    seconds: float | None = None  # train_seconds: the time objective
 
 
 def parse_result(text: str, source: str, metric: str) -> TrialResult:
@@ -214,9 +230,10 @@ def parse_result(text: str, source: str, metric: str) -> TrialResult:
     value = metrics.get(metric)
     if not isinstance(value, int | float) or not math.isfinite(value):
         raise TuneError(f"{source} has no finite {metric!r} (got {value!r})")
+    seconds = metrics.get("train_seconds")
     return TrialResult(
         float(value), metrics.get("mlflow_run_id"), metrics.get("pruned") is True,
-        metrics.get("epochs"),
+        metrics.get("epochs"), float(seconds) if isinstance(seconds, int | float) else None,
     )  # fmt: skip
 
 

@@ -6,12 +6,13 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from imgclf.params import TuneParams
 from imgclf.tracking.store import Store
-from imgclf.tuning import report, search, warm_start
+from imgclf.tuning import confirm, report, search, warm_start
 
 # The study remembers its MLflow run, so every session and machine nests trials under one run.
 RUN_ATTRIBUTE = "mlflow_run_id"
@@ -83,14 +84,14 @@ def finish(session: Any) -> str:
     study, settings = session.study, session.settings
     client, _, run_id = session.mlflow
     trials = study.get_trials(deepcopy=False)
-    found = report.best_line(study)
+    found = report.best_line(study, settings.time_budget_seconds)
     if found is None:
         raise search.TuneError(
             f"no trial of study {session.study_name!r} finished (see the output)"
         )
     best, line = found
     best_name = search.experiment_name(session.study_name, best.number)
-    client.log_metric(run_id, "best_value", best.value)
+    client.log_metric(run_id, "best_value", report.objective(best))
     for key, value in (
         ("tune.best_trial", str(best.number)),
         ("tune.best_experiment", best_name),
@@ -98,19 +99,34 @@ def finish(session: Any) -> str:
     ):
         client.set_tag(run_id, key, value)
     try:
-        report.log_study_report(client, run_id, study, settings.metric, settings.seed)
+        report.log_study_report(
+            client, run_id, study, settings.metric, settings.seed, settings.time_budget_seconds
+        )
     except Exception as error:  # the trials are recorded; a figure must not fail the study
         print(f"tune: warning: the study report was not logged: {error}", file=sys.stderr)
     finished = sum(trial.state == TrialState.COMPLETE for trial in trials)
     pruned = sum(trial.state == TrialState.PRUNED for trial in trials)
     others = sum(trial.number not in session.ran_here for trial in trials)
+    if report.is_multi_objective(study):
+        lines = report.front_lines(study, settings.metric, settings.time_budget_seconds)
+        print("\n".join(lines[1:]))
     print(
         f"tune: study {session.study_name!r}: {finished} of {len(trials)} trials finished, "
         f"{pruned} pruned; {len(session.ran_here)} ran here, {others} on other workers; "
-        f"the best, {settings.metric} {best.value:.4f}, is trial {best.number} "
+        f"the best, {settings.metric} {report.objective(best):.4f}, is trial {best.number} "
         f"({best_name}). Reproduce it with:"
     )
+
     return line
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """What a study chose: the line that reproduces it, and a DVC experiment that ran it
+    (with tune.screen's values when the choice was not confirmed)."""
+
+    line: str
+    experiment: str
 
 
 def _enqueue_first_trials(study: Any, settings: TuneParams, recipe: Mapping[str, Any]) -> None:
@@ -132,18 +148,20 @@ def run_study(
     environ: Mapping[str, str],
     workers: int,
     recipe: Mapping[str, Any],
-) -> str:
+) -> Chosen:
     """Join (or create) the study and run this session's trials under the study's MLflow run.
 
     storage is (the open Optuna storage, its URL); recipe is params.yaml's value of each tuned
-    key, which a study this call creates runs first (tune.warm_start). Returns the line that
-    reproduces the best trial.
+    key, which a study this call creates runs first (tune.warm_start). Returns what the study
+    chose: its best trial, or with tune.confirm the best confirmed setting.
     """
     from imgclf.tuning import pruning, runner
 
     optuna_storage, storage_url = storage
     pruner = pruning.build_pruner(search.pruner_settings(settings))
-    study, created = search.join_study(study_name, optuna_storage, settings.seed, pruner)
+    study, created = search.join_study(
+        study_name, optuna_storage, settings.seed, pruner, settings.objectives
+    )
     if created:  # only its creator: a joined study has them already
         study.set_user_attr(BASE_ATTRIBUTE, dict(recipe))
         if settings.warm_start:
@@ -154,10 +172,18 @@ def run_study(
             metrics_path, dict(environ), ids,
         )  # fmt: skip
         session.workers = workers
-        session.base = study.user_attrs.get(BASE_ATTRIBUTE, recipe)  # older studies: this one's
+        # The keys' values when the study was created; keys added since: params.yaml's now.
+        session.base = {**recipe, **study.user_attrs.get(BASE_ATTRIBUTE, {})}
         session.deadline = time.monotonic() + settings.timeout_minutes * 60
         with runner.study_bar(settings.trials) as bar:
             session.progress = bar
             session.show_progress()  # a joined study may hold other workers' trials already
             runner.run_all(session)
-        return finish(session)
+        line = finish(session)
+        best = report.choose(study, settings.time_budget_seconds).trial
+        chosen = Chosen(line, search.experiment_name(study_name, best.number))
+        if settings.confirm:
+            confirmed, line = confirm.confirm_study(session)
+            first_seed = settings.confirm_seeds[0]
+            chosen = Chosen(line, confirmed.experiments[first_seed])
+        return chosen

@@ -28,9 +28,10 @@ class FirstTrial:
 
 
 def recipe_values(params: Params, settings: TuneParams) -> dict[str, Any]:
-    """params.yaml's value of every key the space tunes, the options' keys included."""
+    """params.yaml's value of every key the space tunes (the options' keys included) and of
+    every key tune.screen sets: what confirmation runs set the screened keys back to."""
     values = {}
-    for key in settings.space_keys():
+    for key in (*settings.space_keys(), *settings.screen):
         section, _, name = key.partition(".")
         values[key] = getattr(getattr(params, section), name)
     return values

@@ -125,6 +125,22 @@ def test_the_last_epoch_is_reported_but_never_pruned(storage: str) -> None:
     ) == [1]
 
 
+def test_a_two_objective_trial_trains_to_the_end_without_reports(storage: str, capsys) -> None:
+    # Optuna refuses intermediate values in a multi-objective study: reporting would only fail.
+    study = optuna.create_study(
+        study_name="two", storage=storage, directions=["maximize", "minimize"]
+    )
+    number = study.ask().number
+    link = TrialLink(storage, "two", number, "best_val_accuracy", PrunerSettings("none"))
+    callback = PruningCallback(pruning.open_trial(link), "best_val_accuracy", epochs=2)
+    assert len(_fit(callback, epochs=2).epoch) == 2
+    assert not callback.pruned and "warning" not in capsys.readouterr().err
+    assert (
+        optuna.load_study(study_name="two", storage=storage).trials[number].intermediate_values
+        == {}
+    )
+
+
 def test_a_finished_or_missing_trial_cannot_be_trained_for(storage: str) -> None:
     _study_with_finished_trials(storage, [0.5])
     finished = TrialLink(storage, "s", 0, "best_val_accuracy", PrunerSettings())

@@ -164,6 +164,22 @@ def test_only_the_session_that_creates_the_study_enqueues(
     assert [trial.state.name for trial in stored] == ["FAIL"] * 4
 
 
+def test_a_budget_of_only_the_enqueued_trials_runs_them_all(
+    outside_dvc: Path, with_mlflow_store, capsys
+) -> None:
+    # The enqueued trials are stored (WAITING) before any runs: they must not count as spent.
+    with_mlflow_store(outside_dvc)
+    params = {"tune": {"space": SPACE}}
+    (outside_dvc / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    tune_stage.main(["--trials", "2", "--study", "exact"])
+    out = capsys.readouterr().out
+    assert "tune: trial 0 " in out and "tune: trial 1 " in out
+    stored = _stored(outside_dvc, "exact")
+    assert [trial.state.name for trial in stored] == ["FAIL", "FAIL"]  # ran (outside DVC: failed)
+    labels = [trial.user_attrs.get(warm_start.ATTRIBUTE) for trial in stored]
+    assert labels == [warm_start.RECIPE, "optimizer.name=adamw"]
+
+
 def test_warm_start_false_samples_from_the_first_trial(
     outside_dvc: Path, with_mlflow_store, capsys
 ) -> None:
