@@ -21,8 +21,8 @@ from PIL import Image
 from imgclf.stages import predict
 from support.project import (
     TINY_PARAMS,
-    TORN_READ,
     CommandFailed,
+    is_torn_read,
     make_project,
     pipeline_env,
     run,
@@ -246,11 +246,11 @@ def test_push_then_fresh_clone_pulls_everything_and_has_nothing_to_run(
 
 def _shown_experiments(project: Path) -> list[dict] | None:
     """Every experiment in `dvc exp show --json`, or None when it read a file a queue worker
-    was writing (support.project.TORN_READ)."""
+    was writing (support.project.is_torn_read)."""
     try:
         shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     except CommandFailed as failed:
-        if TORN_READ in failed.result.stderr:
+        if is_torn_read(failed.result.stderr):
             return None
         raise
     return [found for row in shown for found in row.get("experiments") or []]
