@@ -76,8 +76,7 @@ def _start_section(name: str, start: dict, seeds: list[int]) -> list[str]:
     study = start["study"]
     chosen = study["chosen"]
     baseline = ", ".join(
-        f"seed {seed} {run['best_val_accuracy']:.4f} ({run['train_seconds']:.0f} s)"
-        for seed, run in start["baseline"].items()
+        f"seed {seed} {run['best_val_accuracy']:.4f}" for seed, run in start["baseline"].items()
     )
     lines = [
         f"## From {STARTS.get(name, name)}",
