@@ -81,7 +81,6 @@ def make_start(args: argparse.Namespace, name: str, recipe: dict, space: dict | 
     if space is not None:
         tune["space"] = space
     overrides = _nested({key: typed(value) for key, value in recipe.items()})
-    overrides.setdefault("train", {})
     return make_project(
         args.workdir / name,
         {

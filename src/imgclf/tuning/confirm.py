@@ -136,8 +136,7 @@ def columns(confirmations: list[Confirmation], metric: str) -> dict[str, list]:
         for found in confirmations
         for seed, score in found.scores.items()
     ]
-    names = list(dict.fromkeys(key for row in rows for key in row))
-    return {name: [row.get(name) for row in rows] for name in names}
+    return report.columns(rows)
 
 
 def confirm_study(session: Any) -> tuple[Confirmation, str]:

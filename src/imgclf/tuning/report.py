@@ -169,7 +169,7 @@ def log_study_report(
     import optuna.visualization.matplotlib as optuna_plots
 
     rows = trial_rows(study, metric)
-    client.log_table(run_id, _columns(rows), "tune/trials.json")
+    client.log_table(run_id, columns(rows), "tune/trials.json")
     importances, _ = param_importances(study, seed)
     target = {**_target(study), "target_name": metric}
     with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
@@ -213,10 +213,10 @@ def _front_table(study: Any, metric: str, time_budget: float | None) -> dict[str
         }
         for trial in front
     ]
-    return _columns(rows)
+    return columns(rows)
 
 
-def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
+def columns(rows: list[dict[str, Any]]) -> dict[str, list]:
     """Rows as the column lists MLflow's log_table takes (a missing cell is None)."""
     names = list(dict.fromkeys(key for row in rows for key in row))
     return {name: [row.get(name) for row in rows] for name in names}
