@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from imgclf.model.fast_layers import FusedBatchNormalization, SmallMapConv2D
+from imgclf.model.fast_layers import FastConv2D, FusedBatchNormalization, SmallMapConv2D
 from imgclf.model.regularizers import build_kernel_constraint
 
 
@@ -136,8 +136,9 @@ def _fast_group(x: keras.KerasTensor, filters: int, spec: ModelSpec, name: str):
 
     Pooling right after the first conv halves the cost of everything after it; BatchNorm after
     the pool normalises the statistics the next layer actually sees. Under TensorFlow the
-    BatchNorms train fused and a conv on a map no wider than SMALL_MAP_SIDE takes its kernel
-    gradient from matrix products (fast_layers.py); the saved model holds the stock layers.
+    BatchNorms train fused, every conv takes its input gradient from a forward convolution and
+    one on a map no wider than SMALL_MAP_SIDE its kernel gradient from matrix products
+    (fast_layers.py); the saved model holds the stock layers.
     """
     norm = {
         "momentum": spec.batchnorm_momentum,
@@ -145,13 +146,13 @@ def _fast_group(x: keras.KerasTensor, filters: int, spec: ModelSpec, name: str):
         "scale": spec.batchnorm_scale,
     }
     conv = {"padding": "same", "use_bias": False, **spec.kernel_settings("conv")}
-    x = layers.Conv2D(filters, 3, **conv, name=f"{name}_conv1")(x)
+    x = FastConv2D(filters, 3, **conv, name=f"{name}_conv1")(x)
     x = layers.MaxPooling2D(name=f"{name}_pool")(x)
     x = FusedBatchNormalization(**norm, name=f"{name}_bn1")(x)
     x = layers.Activation(spec.activation, name=f"{name}_act1")(x)
     sides = x.shape[1:3]
     small_map = None not in sides and max(sides) <= SMALL_MAP_SIDE
-    conv2 = SmallMapConv2D if small_map else layers.Conv2D
+    conv2 = SmallMapConv2D if small_map else FastConv2D
     x = conv2(filters, 3, **conv, name=f"{name}_conv2")(x)
     x = FusedBatchNormalization(**norm, name=f"{name}_bn2")(x)
     x = layers.Activation(spec.activation, name=f"{name}_act2")(x)

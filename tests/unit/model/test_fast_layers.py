@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from imgclf.model.architectures import ModelSpec, build_model
 from imgclf.model.fast_layers import (
+    FastConv2D,
     FusedBatchNormalization,
     SmallMapConv2D,
     with_stock_layers,
@@ -85,7 +86,8 @@ def test_with_stock_layers_keeps_the_weights_and_predictions() -> None:
     norms = [layer for layer in model.layers if isinstance(layer, FusedBatchNormalization)]
     assert len(norms) == 4
     # 16 px: group 1 pools to 8x8, group 2 to 4x4, where the kernel gradient goes by taps.
-    assert type(model.get_layer("group1_conv2")) is keras.layers.Conv2D
+    assert type(model.get_layer("group1_conv1")) is FastConv2D
+    assert type(model.get_layer("group1_conv2")) is FastConv2D
     assert type(model.get_layer("group2_conv2")) is SmallMapConv2D
     images = np.random.default_rng(1).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
     model(images, training=True)  # moves the running statistics away from their start
@@ -95,7 +97,8 @@ def test_with_stock_layers_keeps_the_weights_and_predictions() -> None:
     assert not [layer for layer in stock.layers if isinstance(layer, FusedBatchNormalization)]
     for layer in norms:
         assert type(stock.get_layer(layer.name)) is keras.layers.BatchNormalization
-    assert type(stock.get_layer("group2_conv2")) is keras.layers.Conv2D
+    for name in ("group1_conv1", "group1_conv2", "group2_conv2"):
+        assert type(stock.get_layer(name)) is keras.layers.Conv2D
     for source, copied in zip(model.get_weights(), stock.get_weights(), strict=True):
         np.testing.assert_array_equal(source, copied)
     np.testing.assert_allclose(
@@ -117,46 +120,79 @@ def conv_gradients(layer, images: np.ndarray):
     return outputs.numpy(), input_grad.numpy(), kernel_grad.numpy()
 
 
-# Both layers are held against Keras' conv in float32, not against each other: how oneDNN's own
-# bfloat16 kernel gradient rounds depends on the processor (on an AVX2-only CPU, without native
-# bfloat16, it is off by 1.3% where the taps are off by 0.5%). The bfloat16 bound comes from its
-# precision: inputs, kernel and outputs each round to an 8-bit significand (unit roundoff 2**-8),
-# and the loss squares the outputs, so a few roundoffs; a wrong tap or a transposed kernel is off
-# by tens of percent.
+# What the stand-ins compute themselves (SmallMapConv2D's kernel gradient, both layers' input
+# gradient) is held against Keras' conv in float32, not against Keras' conv in bfloat16: how
+# oneDNN's own bfloat16 gradients round depends on the processor (on an AVX2-only CPU, without
+# native bfloat16, its kernel gradient is off by 1.3-1.8% where the taps are off by 0.5%, and its
+# input gradient by 0.7% where the forward conv's is off by 0.4%). The bfloat16 bound comes from
+# its precision: inputs, kernel and outputs each round to an 8-bit significand (unit roundoff
+# 2**-8), and the loss squares the outputs, so a few roundoffs; a wrong tap or a transposed
+# kernel is off by tens of percent. FastConv2D's kernel gradient is oneDNN's own op, so it is held
+# against the stock layer in the same precision.
 BFLOAT16_TOLERANCE = 4 * 2**-8
+
+
+def relative_error(computed: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.abs(computed - exact).sum() / np.abs(exact).sum())
 
 
 @pytest.mark.parametrize(
     ("dtype", "tolerance"), [("float32", 1e-5), ("mixed_bfloat16", BFLOAT16_TOLERANCE)]
 )
-@pytest.mark.parametrize("side", [3, 2])
-def test_small_map_conv_gradients_match_keras_conv(dtype: str, tolerance: float, side) -> None:
+@pytest.mark.parametrize(
+    ("layer_type", "side", "kernel"),
+    [(SmallMapConv2D, 3, 3), (SmallMapConv2D, 2, 3), (FastConv2D, 7, 3), (FastConv2D, 6, 5)],
+)
+def test_fast_convs_match_keras_conv(dtype, tolerance, layer_type, side, kernel) -> None:
     images = np.random.default_rng(0).normal(size=(32, side, side, 12)).astype(np.float32)
-    by_taps = SmallMapConv2D(16, 3, padding="same", use_bias=False, dtype=dtype)
-    reference = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, dtype="float32")
-    by_taps.build(images.shape)
-    reference.build(images.shape)
-    reference.set_weights(by_taps.get_weights())
-    for ours, exact in zip(
-        conv_gradients(by_taps, images), conv_gradients(reference, images), strict=True
-    ):
-        assert np.abs(ours - exact).sum() / np.abs(exact).sum() < tolerance
+    settings = {"padding": "same", "use_bias": False}
+    ours = layer_type(16, kernel, **settings, dtype=dtype)
+    exact = keras.layers.Conv2D(16, kernel, **settings, dtype="float32")
+    stock = keras.layers.Conv2D(16, kernel, **settings, dtype=dtype)
+    for layer in (ours, exact, stock):
+        layer.build(images.shape)
+    exact.set_weights(ours.get_weights())
+    stock.set_weights(ours.get_weights())
+    outputs, input_grad, kernel_grad = conv_gradients(ours, images)
+    exact_outputs, exact_input_grad, exact_kernel_grad = conv_gradients(exact, images)
+    assert relative_error(outputs, exact_outputs) < tolerance
+    assert relative_error(input_grad, exact_input_grad) < tolerance
+    if layer_type is SmallMapConv2D:
+        assert relative_error(kernel_grad, exact_kernel_grad) < tolerance
+    else:
+        assert relative_error(kernel_grad, conv_gradients(stock, images)[2]) < 1e-6
+
+
+def gradient_op_types(layer, images) -> set[str]:
+    """The op types of a graph that takes the loss's gradient to the input and the kernel."""
+    layer.build(images.shape)
+
+    @tf.function
+    def gradients(batch):
+        with tf.GradientTape() as tape:
+            tape.watch(batch)
+            loss = tf.reduce_sum(tf.square(layer(batch)))
+        return tape.gradient(loss, [batch, layer.kernel])
+
+    graph = gradients.get_concrete_function(images).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def test_fast_conv_takes_its_input_gradient_from_a_forward_conv() -> None:
+    types = gradient_op_types(FastConv2D(16, 3, padding="same"), tf.zeros((4, 7, 7, 12)))
+    assert "Conv2DBackpropInput" not in types and "Conv2DBackpropFilter" in types
+    stock = gradient_op_types(keras.layers.Conv2D(16, 3, padding="same"), tf.zeros((4, 7, 7, 12)))
+    assert "Conv2DBackpropInput" in stock  # what the stand-in replaces
+    valid = gradient_op_types(FastConv2D(16, 3, padding="valid"), tf.zeros((4, 7, 7, 12)))
+    assert "Conv2DBackpropInput" in valid  # unsupported settings: the stock op and gradient
 
 
 def test_small_map_conv_takes_no_onednn_kernel_gradient() -> None:
     layer = SmallMapConv2D(16, 3, padding="same", use_bias=False)
     images = tf.zeros((4, 3, 3, 12))
-    layer.build(images.shape)
-
-    @tf.function
-    def kernel_gradient(batch):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(layer(batch))
-        return tape.gradient(loss, layer.kernel)
-
-    graph = kernel_gradient.get_concrete_function(images).graph
-    types = {op.type for op in graph.get_operations()}
+    types = gradient_op_types(layer, images)
     assert "Conv2DBackpropFilter" not in types and "MatMul" in types
+    assert "Conv2DBackpropInput" not in types
     strided = SmallMapConv2D(16, 3, strides=2, padding="same")
     strided.build(images.shape)
     assert strided(images).shape == (4, 2, 2, 16)  # unsupported settings: the stock op
