@@ -55,6 +55,8 @@ def typed(text: str) -> object:
     """A studies.yaml value (a string, as -S takes it) as params.yaml holds it."""
     if text in ("true", "false"):
         return text == "true"
+    if text == "null":
+        return None
     for kind in (int, float):
         try:
             return kind(text)

@@ -17,6 +17,7 @@ choice = pytest.importorskip("render.choice")
 def test_the_seed_recipe_reads_as_params_yaml_holds_it() -> None:
     assert tune_choice.typed("0.001") == 0.001 and tune_choice.typed("64") == 64
     assert tune_choice.typed("false") is False and tune_choice.typed("off") == "off"
+    assert tune_choice.typed("null") is None
     recipe = {key: tune_choice.typed(value) for key, value in tune_choice.SEED_RECIPE.items()}
     from imgclf.params import parse_params
 
