@@ -76,7 +76,7 @@ def _profile(measured: dict, met: dict[str, bool | None]) -> list[str]:
     lines = [
         "## The defaults epoch by epoch",
         "",
-        f"Seed {seeds[0]}'s default run (history.csv), against the reference's mean "
+        f"Seed {seeds[0]}'s default run (DVCLive's epoch rows), against the reference's mean "
         f"training time.{_speed(first, small)}"
         + (
             " At full speed the input pipeline keeps up (target 4), so the time goes to "
