@@ -2,11 +2,11 @@
 
 The uint8 split goes to the device once; each epoch's seeded shuffle is a device permutation,
 and every batch is gathered and augmented (crop+flip, the alternating flip, colour jitter,
-cutout) by one jitted function, so no batch passes through host NumPy. The draws follow
-`online_augmentation.py`'s NumPy transforms (same offset range, flip probability, factor
-ranges and box placement), from JAX's generator instead of NumPy's. Label mixing (MixUp,
-CutMix) and progressive resizing are not ported: `device_ready` says when the NumPy
-`ArrayBatches` path must make the batches instead.
+cutout, progressive resizing's downscaling) by one jitted function, so no batch passes through
+host NumPy. The draws follow `online_augmentation.py`'s NumPy transforms (same offset range,
+flip probability, factor ranges and box placement), from JAX's generator instead of NumPy's;
+the downscaling uses its area weights. Label mixing (MixUp, CutMix) is not ported:
+`device_ready` says when the NumPy `ArrayBatches` path must make the batches instead.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from imgclf.augmentation import CUTOUT_FILL, scale_colors
+from imgclf.training.online_augmentation import area_taps
 
 if TYPE_CHECKING:
     from imgclf.training.online_augmentation import CurrentEpoch, OnlineAugmentation
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 def device_ready(
     online: OnlineAugmentation | None, nbytes: int = 0, memory_bytes: int | None = None
 ) -> bool:
-    """Whether the device path can make these batches: all augmentation but label mixing and
-    resizing, and a split of `nbytes` that takes at most half of the device's `memory_bytes`
+    """Whether the device path can make these batches: all augmentation but label mixing, and a
+    split of `nbytes` that takes at most half of the device's `memory_bytes`
     (the rest is the model's; None: as the device says, and one that does not say, such as the
     CPU, is taken to have room)."""
     if memory_bytes is None:
@@ -38,7 +39,7 @@ def device_ready(
         return False
     if online is None:
         return True
-    return online.mixup_alpha == 0 and online.cutmix_alpha == 0 and not online.resizes
+    return online.mixup_alpha == 0 and online.cutmix_alpha == 0
 
 
 def crop_flip(images: jax.Array, key: jax.Array, pad: int, flip: bool) -> jax.Array:
@@ -86,12 +87,29 @@ def cutout(images: jax.Array, key: jax.Array, fraction: float) -> jax.Array:
     return jnp.where(box, jnp.uint8(CUTOUT_FILL), images)
 
 
-@partial(jax.jit, static_argnames=("batch_size", "size", "num_classes", "online"))
-def make_batch(images, labels, order, key, epoch, index, *, batch_size, size, num_classes, online):
+def downscale(images: jax.Array, side: int) -> jax.Array:
+    """uint8 images area-resampled so the shorter side is `side`, with the taps and weights of
+    online_augmentation.downscale (every input pixel counts), rounded as to_uint8."""
+    height, width = images.shape[1:3]
+    scale = side / min(height, width)
+    rows, row_weights = area_taps(height, round(height * scale))
+    columns, column_weights = area_taps(width, round(width * scale))
+    pixels = images.astype(jnp.float32)
+    # "highest": a GPU's default float32 matmul precision (TF32) would round the weights.
+    mix = partial(jnp.einsum, precision=jax.lax.Precision.HIGHEST)
+    pixels = mix("nstwc,st->nswc", pixels[:, rows], row_weights)
+    pixels = mix("nhstc,st->nhsc", pixels[:, :, columns], column_weights)
+    return jnp.clip(jnp.rint(pixels), 0, 255).astype(jnp.uint8)
+
+
+@partial(jax.jit, static_argnames=("batch_size", "size", "num_classes", "online", "side"))
+def make_batch(
+    images, labels, order, key, epoch, index, *, batch_size, size, num_classes, online, side=None
+):
     """Batch `index` of `epoch`: `size` images from `order` (a permutation of the split),
-    augmented as `online` says (None: as stored) with draws keyed by (key, epoch, index).
-    One call per batch: the epoch and index are traced, so every full batch of every epoch
-    runs one compiled function."""
+    augmented as `online` says (None: as stored) with draws keyed by (key, epoch, index), and
+    downscaled to `side` (None: full size). One call per batch: the epoch and index are traced,
+    so every full batch of every epoch at one side runs one compiled function."""
     chosen = jax.lax.dynamic_slice_in_dim(order, index * batch_size, size)
     batch, one_hot = images[chosen], jax.nn.one_hot(labels[chosen], num_classes)
     if online is None:
@@ -107,6 +125,8 @@ def make_batch(images, labels, order, key, epoch, index, *, batch_size, size, nu
         batch = jitter_colors(batch, color_key, online.color_jitter)
     if online.cutout_fraction > 0:
         batch = cutout(batch, cutout_key, online.cutout_fraction)
+    if side is not None:
+        batch = downscale(batch, side)
     return batch, one_hot
 
 
@@ -162,7 +182,16 @@ class DeviceBatches(keras.utils.PyDataset):
             size=min(self.batch_size, self.count - index * self.batch_size),
             num_classes=self.num_classes,
             online=self.online,
+            side=self.side(epoch),
         )
+
+    def side(self, epoch: int) -> int | None:
+        """The shorter side progressive resizing trains this epoch at; None: full size."""
+        if self.online is None or not self.online.resizes:
+            return None
+        full = min(self.images.shape[1:3])
+        side = self.online.image_side(epoch, full)
+        return side if side < full else None
 
     @property
     def epoch(self) -> int:

@@ -114,6 +114,29 @@ report["mixup_feeds"] = type(make_dataset(coded, labels, 10, BATCH, shuffle_seed
 report["ready_by_size"] = [device_ready(None, 400, 1000), device_ready(None, 600, 1000),
                            device_ready(OnlineAugmentation(small_side=4, small_epochs=1))]
 
+# Progressive resizing on the device: the NumPy pipeline's area weights, then full size.
+from imgclf.training import device_inputs, online_augmentation
+photos = np.random.default_rng(2).integers(0, 256, (6, 32, 30, 3), dtype=np.uint8)
+report["downscale"] = [
+    [list(online_augmentation.downscale(photos, side).shape),
+     list(device_inputs.downscale(jax.numpy.asarray(photos), side).shape),
+     int(np.abs(online_augmentation.downscale(photos, side).astype(int)
+                - np.asarray(device_inputs.downscale(jax.numpy.asarray(photos), side))).max())]
+    for side in (24, 16, 20)]
+current = CurrentEpoch()
+small = make_dataset(coded, labels, 10, BATCH, shuffle_seed=0, current_epoch=current,
+                     online=OnlineAugmentation(crop_pixels=2, small_side=4, small_epochs=2))
+report["progressive"] = [type(small).__name__]
+for epoch in range(3):
+    current.epoch = epoch
+    report["progressive"].append(list(small[0][0].shape[1:3]))
+# Without a crop or a shuffle, the first small batch is the NumPy downscale of the first images.
+plain = make_dataset(noise, labels, 10, BATCH, shuffle_seed=None,
+                     online=OnlineAugmentation(small_side=4, small_epochs=1))
+batch = np.asarray(plain[0][0]).astype(int)
+expected = online_augmentation.downscale(noise[:BATCH], 4).astype(int)
+report["small_batch_gap"] = int(np.abs(batch - expected).max())
+
 # A tiny fit through assemble: 5 steps an epoch, so with 2 steps per execution each epoch
 # ends on a short call; lookahead averages every 5 steps either way.
 def fit(steps_per_execution):
@@ -210,8 +233,17 @@ def test_batches_are_jax_arrays_through_keras_and_the_rest_falls_back_to_numpy(r
     assert report["types"] == [True, True, True, True]
     assert report["dtypes"] == ["uint8", "float32"]
     assert report["mixup_feeds"] == "ArrayBatches"
-    # A split over half the device's memory stays on the host; so does progressive resizing.
-    assert report["ready_by_size"] == [True, False, False]
+    # A split over half the device's memory stays on the host; progressive resizing does not.
+    assert report["ready_by_size"] == [True, False, True]
+
+
+@pytest.mark.integration
+def test_progressive_resizing_downscales_on_the_device_as_numpy_does(report) -> None:
+    for numpy_shape, device_shape, largest_gap in report["downscale"]:
+        assert numpy_shape == device_shape and largest_gap <= 1  # float sums' order, then rint
+    assert [shape[1:3] for shape, _, _ in report["downscale"]] == [[26, 24], [17, 16], [21, 20]]
+    assert report["progressive"] == ["DeviceBatches", [4, 4], [4, 4], [8, 8]]
+    assert report["small_batch_gap"] <= 1
 
 
 @pytest.mark.integration
