@@ -137,7 +137,7 @@ class AugmentParams(Section):
         0.0, ge=0, le=10, description="train: CutMix with box area ~ Beta(alpha, alpha) (0: off)."
     )
     progressive_side: int | None = Field(
-        24,
+        None,
         ge=4,
         le=4096,
         description="train: the first epochs (progressive_share of them) see every image "
@@ -145,7 +145,7 @@ class AugmentParams(Section):
         "Models that pool globally only (fast_cnn, resnet_small).",
     )
     progressive_share: float = Field(
-        0.5,
+        0.625,
         ge=0,
         lt=1,
         description="train, with progressive_side: share of train.epochs (rounded down) at the "

@@ -114,7 +114,7 @@ class OptimizerParams(Section):
     schedule: Literal[SCHEDULE_NAMES] = Field(  # type: ignore[valid-type]
         "linear", description="Learning-rate schedule."
     )
-    warmup_epochs: float = Field(1.4, ge=0, description="Linear warm-up length in epochs.")
+    warmup_epochs: float = Field(1.8, ge=0, description="Linear warm-up length in epochs.")
     decay_rate: float = Field(
         0.9, gt=0, le=1, description="exponential: multiplier per epoch; step: per step."
     )
@@ -155,7 +155,7 @@ class OptimizerParams(Section):
 
 
 class TrainParams(Section):
-    epochs: int = Field(6, ge=1, le=10_000, description="Passes over the training set.")
+    epochs: int = Field(8, ge=1, le=10_000, description="Passes over the training set.")
     batch_size: int = Field(256, ge=1, le=65_536, description="Images per step.")
     seed: int = Field(0, ge=0, description="Seed of weights, shuffling and dropout.")
     backend: Literal["tensorflow", "jax"] = Field(

@@ -33,8 +33,8 @@ def test_empty_mapping_gives_the_documented_defaults() -> None:
     assert params.model.arch == "fast_cnn"
     assert params.reg.l2 == pytest.approx(0.00066)
     assert params.optimizer.lr == pytest.approx(0.375)
-    assert params.train.epochs == 6
-    assert params.augment.progressive_side == 24
+    assert params.train.epochs == 8
+    assert params.augment.progressive_side is None
     assert params.validate_.min_rows == 100
     assert params.augment.copies == 0
 
