@@ -192,12 +192,14 @@ current = CurrentEpoch()
 train, val = make_datasets((images, labels), (images[:32], labels[:32]), 10,
                            params.train.batch_size, params.train.seed,
                            online_augmentation(params.augment, small_epochs), current)
-sides, transform = [], train.transform
-def watched(batch, one_hot):
-    out = transform(batch, one_hot)
+# The side of every training batch read, from the host (ArrayBatches) or the device
+# (DeviceBatches, val's class too: the reads are watched through a subclass of train's alone).
+sides, read, train_data = [], type(train).__getitem__, type(train).__name__
+def watched(self, index):
+    out = read(self, index)
     sides.append(int(out[0].shape[1]))
     return out
-train.transform = watched
+train.__class__ = type("Watched", (type(train),), {"__getitem__": watched})
 result = fit_model(model, train, val, loss=build_loss(params.loss), optimizer=optimizer,
                    epochs=2, callbacks=[CurrentEpochCallback(current), Lookahead(2, 0.5, 6)],
                    verbose=0)
@@ -209,7 +211,8 @@ print(json.dumps({"backend": keras.backend.backend(), "loss": result.history[0][
                   "shift_sgd": isinstance(optimizer, ShiftScaledSGD), "reload_matches": same,
                   "beta_moved": float(np.abs(keras.ops.convert_to_numpy(beta) - before).max()),
                   "whitened": model.get_layer("whiten").trainable is False,
-                  "sides": sides, "saved_shape": list(reloaded.input_shape)}))
+                  "sides": sides, "saved_shape": list(reloaded.input_shape),
+                  "train_data": train_data}))
 """
 FAST_LEVERS = {
     "model": {"arch": "fast_cnn", "widths": [8, 16, 16]},
@@ -244,3 +247,4 @@ def test_fast_cnn_and_its_levers_train_under_jax(tmp_path: Path) -> None:
     # reads first to learn the input's shape); the saved file keeps 32.
     assert outcome["sides"][-6:] == [16, 16, 16, 32, 32, 32]
     assert outcome["saved_shape"] == [None, 32, 32, 3]
+    assert outcome["train_data"] == "DeviceBatches"  # the resizing is made on the device too
