@@ -8,9 +8,10 @@ TensorFlow profiler showed to be much faster on a 2-core CPU (docs/guide/fast-re
   gradient, in one kernel each.
 - FastConv2D: oneDNN's input-gradient (backward-data) convolution runs far below its forward
   convolution on a float32 AVX2 CPU: 62 against 10 ms a batch for fast_cnn's last conv (3x3
-  maps, 192 channels), 88 against 36 ms for its first. For a stride-1 `same` convolution that
-  gradient is itself a forward convolution of the output gradient with the kernel turned half
-  a turn and its channel axes swapped, which is what this layer runs.
+  maps, 192 channels), 68 against 25 ms for the one before it (7x7 maps, 64 to 192). For a
+  stride-1 `same` convolution that gradient is itself a forward convolution of the output
+  gradient with the kernel turned half a turn and its channel axes swapped, which is what this
+  layer runs.
 - SmallMapConv2D: oneDNN's bfloat16 kernel-gradient kernel is slow on tiny feature maps; the
   same gradient as nine matrix products, one per kernel tap, takes about a third of the time
   there (the measured figures are beside SMALL_MAP_SIDE in architectures.py, which decides

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from imgclf.augmentation import CUTOUT_FILL, scale_colors
-from imgclf.training.online_augmentation import area_taps
+from imgclf.training.online_augmentation import area_resampling
 
 if TYPE_CHECKING:
     from imgclf.training.online_augmentation import CurrentEpoch, OnlineAugmentation
@@ -90,10 +90,7 @@ def cutout(images: jax.Array, key: jax.Array, fraction: float) -> jax.Array:
 def downscale(images: jax.Array, side: int) -> jax.Array:
     """uint8 images area-resampled so the shorter side is `side`, with the taps and weights of
     online_augmentation.downscale (every input pixel counts), rounded as to_uint8."""
-    height, width = images.shape[1:3]
-    scale = side / min(height, width)
-    rows, row_weights = area_taps(height, round(height * scale))
-    columns, column_weights = area_taps(width, round(width * scale))
+    rows, row_weights, columns, column_weights = area_resampling(*images.shape[1:3], side)
     pixels = images.astype(jnp.float32)
     # "highest": a GPU's default float32 matmul precision (TF32) would round the weights.
     mix = partial(jnp.einsum, precision=jax.lax.Precision.HIGHEST)

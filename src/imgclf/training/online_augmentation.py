@@ -53,6 +53,13 @@ def area_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(indices, source - 1), weights.astype(np.float32)
 
 
+def area_resampling(height: int, width: int, side: int) -> tuple[np.ndarray, ...]:
+    """Row indices and weights, then column indices and weights (area_taps), that resample a
+    height x width image so its shorter side is `side`, the other keeping the aspect ratio."""
+    scale = side / min(height, width)
+    return (*area_taps(height, round(height * scale)), *area_taps(width, round(width * scale)))
+
+
 def downscale(images: np.ndarray, side: int) -> np.ndarray:
     """uint8 (N, H, W, C) images area-resampled so the shorter side is `side` (the other keeps
     the aspect ratio): every input pixel counts, so a smaller copy keeps what the whole image
@@ -60,10 +67,7 @@ def downscale(images: np.ndarray, side: int) -> np.ndarray:
 
     Gathers and weighted sums, no matrix product: NumPy's BLAS threads would compete with the
     training step for the same cores."""
-    height, width = images.shape[1:3]
-    scale = side / min(height, width)
-    rows, row_weights = area_taps(height, round(height * scale))
-    columns, column_weights = area_taps(width, round(width * scale))
+    rows, row_weights, columns, column_weights = area_resampling(*images.shape[1:3], side)
     pixels = images.astype(np.float32)
     # (N, side, taps, W, C) -> (N, side, W, C), then the same along the width.
     pixels = np.einsum("nstwc,st->nswc", pixels[:, rows], row_weights)
