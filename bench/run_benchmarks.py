@@ -5,7 +5,9 @@ imgclf's `seed_cnn` with the seed recipe, and imgclf's shipped defaults, each th
 `dvc exp run -S ...` in a scratch copy of this repository, over several seeds; plus the
 pipeline's own overheads (data stages, a no-op `dvc repro`), the input-pipeline throughput and
 `imgclf predict`'s. Writes docs/results/performance.json; `python bench/render performance`
-turns it into docs/results/performance.md (`make bench` runs both).
+turns it into docs/results/performance.md (`make bench` runs both). The JSON keeps the latest run
+of each processor class (its features: bfloat16 units or AVX2 alone train at very different
+speeds): a new run replaces the one from its own class and keeps the others beside it.
 
     python bench/run_benchmarks.py ../shared/datasets/cifar10-train-jpg.tar.gz --seeds 0 1
 """
@@ -118,6 +120,25 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
+def _features(measured: dict) -> str | None:
+    """The processor class a run measured on: its recorded features (None before they were)."""
+    return (measured.get("session") or {}).get("features")
+
+
+def with_other_processors(measured: dict, previous: dict | None) -> dict:
+    """The new run, with the previous file's runs from other processor classes kept beside it
+    (newest first, one per class); the previous run of the new run's own class is dropped."""
+    if previous is None:
+        return measured
+    earlier = {key: value for key, value in previous.items() if key != "other_processors"}
+    seen, kept = {_features(measured)}, []
+    for older in [earlier, *previous.get("other_processors", [])]:
+        if _features(older) not in seen:
+            seen.add(_features(older))
+            kept.append(older)
+    return {**measured, "other_processors": kept} if kept else measured
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="class-folder directory or archive")
@@ -126,8 +147,11 @@ def main() -> None:
     parser.add_argument("--skip-reference", action="store_true")
     args = parser.parse_args()
     measured = measure(args)
+    previous = _read_json(RAW) if RAW.exists() else None
     RAW.parent.mkdir(parents=True, exist_ok=True)
-    RAW.write_text(json.dumps(measured, indent=1) + "\n", encoding="utf-8")
+    RAW.write_text(
+        json.dumps(with_other_processors(measured, previous), indent=1) + "\n", encoding="utf-8"
+    )
     print(f"wrote {RAW}; `python bench/render performance` makes the page")
 
 

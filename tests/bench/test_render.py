@@ -101,9 +101,9 @@ def test_speed_gives_small_and_full_size_epochs_apart() -> None:
     )
 
 
-def test_page_from_saved_measurements(tmp_path: Path) -> None:
+def _measured(default_accuracy: float = 0.79, default_seconds: float = 300.0) -> dict:
     history = [{"epoch": 1.0, "epoch_seconds": 30.0, "val_accuracy": 0.6}]
-    rows = _rows(0.68, 0.79, 300.0)
+    rows = _rows(0.68, default_accuracy, default_seconds)
     for row in rows["seed_cnn"] + rows["default"]:
         row.update(history=history, train_images=45000, command="dvc exp run -S train.seed=0")
     measured = {
@@ -133,6 +133,11 @@ def test_page_from_saved_measurements(tmp_path: Path) -> None:
         "best_preloaded_images_per_s": 1250.0,
         "predict_vs_preloaded": 0.75,
     }
+    return measured
+
+
+def test_page_from_saved_measurements(tmp_path: Path) -> None:
+    measured = _measured()
     out = tmp_path / "performance.md"
     performance.write_report(measured, out)
     page = out.read_text(encoding="utf-8")
@@ -194,3 +199,46 @@ def test_a_page_says_the_machine_its_processor_features_the_date_and_the_commit(
     assert where({"machine": "Some CPU", "date": "2026-12-04"}) == (
         "Machine: Some CPU. Date: 2026-12-04."
     )
+
+
+def test_a_new_run_keeps_the_latest_run_of_each_other_processor_class() -> None:
+    run_benchmarks = pytest.importorskip("run_benchmarks")
+
+    def run(features: str | None, date: str) -> dict:
+        session = {"machine": "cpu", "date": date}
+        return {"session": {**session, "features": features} if features else session}
+
+    amx, avx2 = "avx2 fma avx512f amx_tile amx_bf16", "avx2 fma"
+    # The first run of a file: nothing to keep.
+    assert run_benchmarks.with_other_processors(run(avx2, "d1"), None) == run(avx2, "d1")
+    # An AMX run (features recorded) and, from before they were, an unrecorded one.
+    previous = {**run(amx, "d2"), "other_processors": [run(None, "d0")]}
+    merged = run_benchmarks.with_other_processors(run(avx2, "d3"), previous)
+    assert [older["session"]["date"] for older in merged["other_processors"]] == ["d2", "d0"]
+    assert "other_processors" not in merged["other_processors"][0]
+    # Another AVX2 run replaces the AVX2 one and keeps the rest, one per class.
+    again = run_benchmarks.with_other_processors(run(avx2, "d4"), merged)
+    assert again["session"]["date"] == "d4"
+    assert [older["session"]["date"] for older in again["other_processors"]] == ["d2", "d0"]
+    # Back on the AMX machine: its old run goes, the AVX2 one is kept.
+    back = run_benchmarks.with_other_processors(run(amx, "d5"), again)
+    assert [older["session"]["date"] for older in back["other_processors"]] == ["d4", "d0"]
+
+
+def test_page_lists_the_runs_kept_from_other_processors(tmp_path: Path) -> None:
+    measured = _measured()  # target 2 not met here
+    kept = _measured(default_accuracy=0.86, default_seconds=90.0)  # met there
+    kept["machine"], kept["date"] = "AMX machine", "2026-12-04"
+    measured["other_processors"] = [kept]
+    out = tmp_path / "performance.md"
+    performance.write_report(measured, out)
+    page = out.read_text(encoding="utf-8")
+    section = page[page.index("## Other processors") :]
+    assert "Machine: AMX machine. Date: 2026-12-04. (processor features not recorded)" in section
+    assert "| default | 0.86 | 90 | — | +0.1900 | 0.86x |" in section
+    assert "Target 2 there: 86.00% (lowest seed 86.00%) in 90 s (0.86x 105 s), met." in section
+    # The main table is still the new run's.
+    assert "| default | 0.79 | 300 | — | +0.1200 | 2.86x |" in page[: page.index("## Targets")]
+    measured.pop("other_processors")
+    performance.write_report(measured, out)
+    assert "## Other processors" not in out.read_text(encoding="utf-8")
