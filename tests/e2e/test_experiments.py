@@ -36,6 +36,9 @@ pytestmark = pytest.mark.slow
 PARAMS = {
     **TINY_PARAMS,
     "mlflow": {"log_model": False},
+    # Scored without test-time views (~6 of ~45 s a trial): these tests are about the study.
+    # The saved model with its views: test_pipeline.py (the default) and unit/model/test_tta.py.
+    "evaluate": {"tta": "none"},
     "tune": {
         # Every trial here trains and has its own MLflow run: a warm start's first trial would
         # be the baseline's own params, which DVC restores from its run cache instead.

@@ -27,6 +27,9 @@ PARAMS = {
     **TINY_PARAMS,
     "train": {**TINY_PARAMS["train"], "epochs": 2},
     "mlflow": {"log_model": False},
+    # Scored without test-time views (~6 of ~45 s a trial): these tests are about the study.
+    # The saved model with its views: test_pipeline.py (the default) and unit/model/test_tta.py.
+    "evaluate": {"tta": "none"},
     "tune": {
         "screen": {"train.epochs": 1},
         "confirm_seeds": [0, 1],

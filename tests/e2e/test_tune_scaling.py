@@ -33,6 +33,9 @@ PARAMS = {
     **TINY_PARAMS,
     "train": {**TINY_PARAMS["train"], "epochs": EPOCHS},
     "mlflow": {"log_model": False},
+    # Scored without test-time views (~6 of ~45 s a trial): these tests are about the study.
+    # The saved model with its views: test_pipeline.py (the default) and unit/model/test_tta.py.
+    "evaluate": {"tta": "none"},
     "tune": {
         "warm_start": False,
         "pruner": "median",
