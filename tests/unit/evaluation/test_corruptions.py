@@ -120,6 +120,24 @@ def test_corruption_accuracy_scores_a_real_predictor() -> None:
     assert table[3]["brightness"] == result["brightness"]["severity_3"]
 
 
+def test_known_clean_predictions_are_scored_without_a_second_pass() -> None:
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 1, 1])
+    seen: list[np.ndarray] = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch)
+        return np.tile([0.0, 1.0], (len(batch), 1))
+
+    clean = np.array([[1.0, 0.0]] * 3 + [[0.0, 1.0]])  # right on images 0 and 3: 2 of 4
+    result = corruption_accuracy(predict, images, labels, seed=0, clean=clean)
+    assert result["clean_accuracy"] == pytest.approx(2 / 4)
+    assert len(seen) == len(CORRUPTIONS) * len(SEVERITIES)  # the corrupted passes only
+    assert not any(np.array_equal(batch, images) for batch in seen)
+    with pytest.raises(ValueError, match="3 predictions for 4 images"):
+        corruption_accuracy(predict, images, labels, seed=0, clean=clean[:3])
+
+
 @pytest.mark.parametrize("name", sorted(CORRUPTIONS))
 def test_grey_images_keep_one_channel(name: str) -> None:
     grey = np.random.default_rng(3).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
