@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 
 from support.mlflow_server import free_port, serve
 from support.project import (
+    STUDY_EVALUATE,
     TINY_PARAMS,
     make_project,
     pipeline_env,
@@ -36,9 +37,7 @@ pytestmark = pytest.mark.slow
 PARAMS = {
     **TINY_PARAMS,
     "mlflow": {"log_model": False},
-    # Scored without test-time views (~6 of ~45 s a trial): these tests are about the study.
-    # The saved model with its views: test_pipeline.py (the default) and unit/model/test_tta.py.
-    "evaluate": {"tta": "none"},
+    "evaluate": STUDY_EVALUATE,
     "tune": {
         # Every trial here trains and has its own MLflow run: a warm start's first trial would
         # be the baseline's own params, which DVC restores from its run cache instead.

@@ -17,7 +17,7 @@ import yaml
 from mlflow import MlflowClient
 
 from imgclf.tuning import search
-from support.project import TINY_PARAMS, make_project, run
+from support.project import STUDY_EVALUATE, TINY_PARAMS, make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +27,7 @@ PARAMS = {
     **TINY_PARAMS,
     "train": {**TINY_PARAMS["train"], "epochs": 2},
     "mlflow": {"log_model": False},
-    # Scored without test-time views (~6 of ~45 s a trial): these tests are about the study.
-    # The saved model with its views: test_pipeline.py (the default) and unit/model/test_tta.py.
-    "evaluate": {"tta": "none"},
+    "evaluate": STUDY_EVALUATE,
     "tune": {
         "screen": {"train.epochs": 1},
         "confirm_seeds": [0, 1],

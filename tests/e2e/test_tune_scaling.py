@@ -24,7 +24,7 @@ import yaml
 from mlflow import MlflowClient
 
 from support.postgres import throwaway_postgres
-from support.project import TINY_PARAMS, make_project, pipeline_env, run
+from support.project import STUDY_EVALUATE, TINY_PARAMS, make_project, pipeline_env, run
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +33,7 @@ PARAMS = {
     **TINY_PARAMS,
     "train": {**TINY_PARAMS["train"], "epochs": EPOCHS},
     "mlflow": {"log_model": False},
-    # Scored without test-time views (~6 of ~45 s a trial): these tests are about the study.
-    # The saved model with its views: test_pipeline.py (the default) and unit/model/test_tta.py.
-    "evaluate": {"tta": "none"},
+    "evaluate": STUDY_EVALUATE,
     "tune": {
         "warm_start": False,
         "pruner": "median",

@@ -164,6 +164,10 @@ def wait_for_queue(
 
 
 # Small enough that the whole pipeline runs in well under a minute on two cores.
+# The tuning tests' evaluate section: trials score without test-time views (~6 of a tiny
+# `dvc exp run`'s ~45 s), since those tests are about the study. The saved model with its
+# views is tested in test_pipeline.py (the default) and tests/unit/model/test_tta.py.
+STUDY_EVALUATE = {"tta": "none"}
 TINY_PARAMS = {
     "data": {"source": "synthetic", "synthetic_train_size": 600, "synthetic_test_size": 200},
     "model": {"width": 8, "widths": [8, 16, 16]},
