@@ -164,10 +164,6 @@ def wait_for_queue(
 
 
 # Small enough that the whole pipeline runs in well under a minute on two cores.
-# The tuning tests' evaluate section: trials score without test-time views (~6 of a tiny
-# `dvc exp run`'s ~45 s), since those tests are about the study. The saved model with its
-# views is tested in test_pipeline.py (the default) and tests/unit/model/test_tta.py.
-STUDY_EVALUATE = {"tta": "none"}
 TINY_PARAMS = {
     "data": {"source": "synthetic", "synthetic_train_size": 600, "synthetic_test_size": 200},
     "model": {"width": 8, "widths": [8, 16, 16]},
@@ -177,3 +173,8 @@ TINY_PARAMS = {
     # Adam at a constant rate learns the synthetic shapes within one short epoch.
     "optimizer": {"name": "adam", "lr": 0.002, "schedule": "constant", "warmup_epochs": 0.0},
 }
+
+# The tuning tests' evaluate section: trials score without test-time views (~6 of a tiny
+# `dvc exp run`'s ~45 s), since those tests are about the study. The saved model with its
+# views is tested in test_pipeline.py (the default) and tests/unit/model/test_tta.py.
+STUDY_EVALUATE = {"tta": "none"}
